@@ -1,0 +1,172 @@
+"""Find the images and classes of a class-per-folder dataset (Kvasir v2 or any other).
+
+Validation is header-only (a few KB per file: signature, dimensions, end marker), so a
+scan of the full 8000-image Kvasir v2 takes seconds; the full decode happens once,
+in the pipeline's cache build, which drops (and counts) any file that still fails.
+"""
+import logging
+import os
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kvasir_tf.data.classes import KVASIR_V2_CLASSES, KVASIR_V2_DIRNAME
+from kvasir_tf.data.imageio import IMAGE_EXTENSIONS, check_file
+from kvasir_tf.errors import DataError
+
+log = logging.getLogger(__name__)
+
+# Per-image masks live beside the classes at root/_masks/<class>/<stem>.png.
+MASKS_DIRNAME = "_masks"
+
+_GET_DATA = ("run `make demo` (or `kvasir-synth --out DIR`) for demo data, "
+             "or `kvasir-data download DEST` for the real Kvasir v2")
+
+
+@dataclass
+class DatasetIndex:
+    """What discovery found: class names in model-output order, and (relpath, label) items."""
+
+    root: Path
+    class_names: list
+    items: list                  # [(posix path relative to root, label index)]
+    skipped: list                # [(posix path relative to root, reason)]
+    layout: str                  # "kvasir-v2" | "class-folders"
+    warnings: list = field(default_factory=list)
+
+    def counts(self) -> list:
+        """Number of items per class, in class order."""
+        c = [0] * len(self.class_names)
+        for _, label in self.items:
+            c[label] += 1
+        return c
+
+
+def _is_hidden(name: str) -> bool:
+    return name.startswith(("_", "."))
+
+
+def resolve_root(data_dir) -> Path:
+    """The folder holding the class folders: ``data_dir`` or its ``kvasir-dataset-v2/``."""
+    data_dir = Path(data_dir).expanduser()
+    if not data_dir.exists():
+        raise DataError(f"data directory {data_dir} does not exist; pass the folder holding the "
+                        f"class folders, or {_GET_DATA}")
+    if not data_dir.is_dir():
+        raise DataError(f"{data_dir} is not a directory; pass the folder holding the class folders")
+    inner = data_dir / KVASIR_V2_DIRNAME
+    if inner.is_dir():
+        return inner
+    return data_dir
+
+
+def mask_path(root, relpath):
+    """The mask stored for an item at ``root/_masks/<class>/<stem>.png``, or None."""
+    p = Path(root) / MASKS_DIRNAME / Path(relpath).with_suffix(".png")
+    return p if p.is_file() else None
+
+
+def _list_files(class_dir: Path):
+    """All non-hidden files below a class folder, sorted, as paths."""
+    out = []
+    for dirpath, dirnames, filenames in os.walk(class_dir):
+        dirnames[:] = sorted(d for d in dirnames if not d.startswith("."))
+        out.extend(Path(dirpath) / f for f in filenames if not f.startswith("."))
+    return sorted(out)
+
+
+def _check(path: Path):
+    try:
+        check_file(path)
+        return None
+    except DataError as exc:
+        # The message starts with the path; keep only the reason and fix.
+        return str(exc).split(": ", 1)[-1]
+
+
+def discover(data_dir, *, unknown_classes="use", validate=True) -> DatasetIndex:
+    """Index a class-per-folder dataset.
+
+    Layout "kvasir-v2" (at least half of the folders carry canonical names): class order
+    is always the 8 :data:`KVASIR_V2_CLASSES`, so models trained on partial copies keep
+    the same outputs; other folder names are "unknown" and appended (sorted) when
+    ``unknown_classes="use"``, ignored with ``"skip"``. Any other layout: the classes are
+    the sorted folder names, and folders without a usable image are dropped.
+    """
+    if unknown_classes not in ("use", "skip"):
+        raise DataError(f"unknown_classes must be 'use' or 'skip', not {unknown_classes!r}")
+    root = resolve_root(data_dir)
+    warnings = []
+
+    def warn(msg):
+        warnings.append(msg)
+        log.warning(msg)
+
+    folders = sorted(p.name for p in root.iterdir() if p.is_dir() and not _is_hidden(p.name))
+    if not folders:
+        raise DataError(f"no class folders in {root}: expected <class>/<image>.jpg folders "
+                        f"(e.g. kvasir-dataset-v2/polyps/*.jpg); {_GET_DATA}")
+    canonical = [f for f in folders if f in KVASIR_V2_CLASSES]
+    unknown = [f for f in folders if f not in KVASIR_V2_CLASSES]
+    if canonical and len(canonical) >= len(unknown):
+        layout = "kvasir-v2"
+        missing = [c for c in KVASIR_V2_CLASSES if c not in folders]
+        if missing:
+            warn(f"{root}: {len(missing)} of the 8 Kvasir v2 classes have no folder: {', '.join(missing)}")
+        if unknown:
+            action = ("used as extra classes" if unknown_classes == "use"
+                      else "skipped (unknown_classes='skip' / --skip-unknown)")
+            warn(f"{root}: folder(s) not among the Kvasir v2 classes: {', '.join(unknown)}: {action}")
+        class_names = list(KVASIR_V2_CLASSES) + (unknown if unknown_classes == "use" else [])
+    else:
+        layout = "class-folders"
+        class_names = list(folders)
+
+    skipped, per_class = [], {}
+    to_check = []
+    for name in class_names:
+        cdir = root / name
+        files = _list_files(cdir) if cdir.is_dir() else []
+        good = []
+        for f in files:
+            rel = f.relative_to(root).as_posix()
+            if f.suffix.lower() not in IMAGE_EXTENSIONS:
+                skipped.append((rel, f"not an image file (extension {f.suffix or 'none'}): remove it "
+                                     "from the class folder"))
+            else:
+                good.append(f)
+        per_class[name] = good
+        to_check.extend(good)
+
+    if validate and to_check:
+        with ThreadPoolExecutor(max_workers=8) as pool:
+            reasons = dict(zip(to_check, pool.map(_check, to_check)))
+        for name in class_names:
+            kept = []
+            for f in per_class[name]:
+                if reasons[f] is None:
+                    kept.append(f)
+                else:
+                    skipped.append((f.relative_to(root).as_posix(), reasons[f]))
+            per_class[name] = kept
+
+    empty = [n for n in class_names if (root / n).is_dir() and not per_class[n]]
+    for name in empty:
+        warn(f"{root / name}: class folder has no usable image: "
+             + ("kept in the canonical class list with 0 images" if layout == "kvasir-v2"
+                else "class dropped") + "; add images or remove the folder")
+    if layout == "class-folders":
+        class_names = [n for n in class_names if per_class[n]]
+
+    items = []
+    for label, name in enumerate(class_names):
+        items.extend((f.relative_to(root).as_posix(), label) for f in per_class[name])
+    if skipped:
+        warn(f"{root}: skipped {len(skipped)} unreadable or non-image file(s), "
+             f"e.g. {skipped[0][0]} ({skipped[0][1]})")
+    if not items:
+        raise DataError(f"no usable images in {root} (folders: {', '.join(folders)}); {_GET_DATA}")
+    if layout == "class-folders":
+        log.info("%s: classes derived from folder names: %s", root, ", ".join(class_names))
+    return DatasetIndex(root=root, class_names=class_names, items=items, skipped=skipped,
+                        layout=layout, warnings=warnings)
