@@ -79,6 +79,15 @@ def check_header(path, head: bytes, tail: bytes, file_size: int):
     return size
 
 
+def header_size(path):
+    """(width, height) read from a JPEG/PNG header (no decode), or None."""
+    try:
+        with open(path, "rb") as f:
+            return _header_size(f.read(65536))
+    except OSError:
+        return None
+
+
 def check_file(path) -> None:
     """Header-only validation of one file (see :func:`check_header`)."""
     path = Path(path)
