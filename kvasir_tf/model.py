@@ -1,0 +1,131 @@
+"""Flat functional MobileNetV2 classifier with the pixel map inside and ReLU6 or PACT activations.
+
+The model takes raw pixels (0..255) because its first layer is :class:`Preprocess`, so every
+export (Keras, TFLite float/int8, TFLite Micro) takes camera pixels. It is one flat functional
+graph -- no nested sub-model -- because TF-MOT's ``quantize_apply`` cannot wrap nested models.
+"""
+from pathlib import Path
+
+import kvasir_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+import tensorflow as tf
+
+from kvasir_tf.errors import KvasirError
+from kvasir_tf.pact import PACT
+from kvasir_tf.preprocessing import preprocess
+
+ACTIVATIONS = ("relu6", "pact")
+IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
+MIN_IMAGE_SIZE = 32
+
+
+@tf.keras.utils.register_keras_serializable(package="kvasir_tf")
+class Preprocess(tf.keras.layers.Layer):
+    """The pixel map as a named layer, so quantization can give it a fixed-range config."""
+
+    def call(self, inputs):
+        return preprocess(tf.cast(inputs, tf.float32))
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+
+def _is_relu6(layer) -> bool:
+    return (isinstance(layer, tf.keras.layers.ReLU) and layer.max_value is not None
+            and float(layer.max_value) == 6.0)
+
+
+def _check_args(image_size, num_classes, alpha, weights, dropout, activation):
+    if not isinstance(image_size, int) or image_size < MIN_IMAGE_SIZE:
+        raise KvasirError(f"image_size must be an integer >= {MIN_IMAGE_SIZE}, got {image_size!r}")
+    if not isinstance(num_classes, int) or num_classes < 2:
+        raise KvasirError(f"num_classes must be an integer >= 2, got {num_classes!r}: "
+                          f"the dataset needs at least two class folders")
+    if not alpha > 0:
+        raise KvasirError(f"width multiplier alpha must be > 0, got {alpha!r}")
+    if not 0.0 <= dropout < 1.0:
+        raise KvasirError(f"dropout must be in [0, 1), got {dropout!r}")
+    if activation not in ACTIVATIONS:
+        raise KvasirError(f"activation must be one of {ACTIVATIONS}, got {activation!r}")
+    if weights == "imagenet" and alpha not in IMAGENET_ALPHAS:
+        raise KvasirError(f"ImageNet weights exist only for alpha in {IMAGENET_ALPHAS}, got {alpha}: "
+                          f"pick one of those or use weights=None")
+    if weights not in (None, "imagenet") and not Path(weights).is_file():
+        raise KvasirError(f"weights file {weights} not found: pass a MobileNetV2 (include_top=False) "
+                          f"weights .h5 file, 'imagenet' or None")
+
+
+def _backbone(inputs, alpha, weights):
+    """Keras' MobileNetV2 built on ``inputs`` so the result shares our input (no nested model)."""
+    try:
+        return tf.keras.applications.MobileNetV2(
+            input_tensor=inputs, include_top=False, alpha=alpha, weights=weights)
+    except (ValueError, OSError) as exc:
+        if weights in (None, "imagenet"):
+            raise
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+        raise KvasirError(
+            f"cannot load weights file {weights} into MobileNetV2(alpha={alpha}, include_top=False): "
+            f"{first}; save it from a MobileNetV2 with the same alpha and include_top=False") from None
+
+
+def build_mobilenetv2(image_size=224, num_classes=8, *, alpha=1.0, weights=None, dropout=0.2,
+                      activation="relu6", pact_bits=8, pact_alpha_init=6.0, pact_eta=1e-4,
+                      seed=None) -> tf.keras.Model:
+    """MobileNetV2 classifier on raw pixels [B, S, S, 3] -> softmax probabilities [B, num_classes].
+
+    weights: None (random init), "imagenet" (downloads Keras' no-top file) or the path of a
+    MobileNetV2 ``include_top=False`` weights file with the same ``alpha`` (offline use).
+    activation="pact" replaces every ReLU6 with a PACT layer of the same name, so a ReLU6
+    checkpoint maps onto it with :func:`copy_weights`. ``seed`` seeds Python, NumPy and
+    TensorFlow globally (``tf.keras.utils.set_random_seed``) so the initial weights repeat.
+    """
+    _check_args(image_size, num_classes, alpha, weights, dropout, activation)
+    if seed is not None:
+        tf.keras.utils.set_random_seed(int(seed))
+    pixels = tf.keras.Input(shape=(image_size, image_size, 3), dtype=tf.float32, name="pixels")
+    x = Preprocess(name="preprocess")(pixels)
+    base = _backbone(x, alpha, weights)
+    x = tf.keras.layers.GlobalAveragePooling2D(name="global_pool")(base.output)
+    x = tf.keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
+    probs = tf.keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
+    model = tf.keras.Model(pixels, probs, name=f"mobilenetv2_{alpha:g}_{image_size}_{activation}")
+    if activation == "pact":
+        model = _swap_relu6_for_pact(model, pact_bits, pact_alpha_init, pact_eta)
+    return model
+
+
+def _swap_relu6_for_pact(model, bits, alpha_init, eta):
+    def clone(layer):
+        if _is_relu6(layer):
+            return PACT(bits=bits, alpha_init=alpha_init, eta=eta, name=layer.name)
+        return layer.__class__.from_config(layer.get_config())
+
+    pact_model = tf.keras.models.clone_model(model, clone_function=clone)
+    copied = copy_weights(model, pact_model)
+    expected = sum(1 for layer in model.layers if layer.weights)
+    assert copied == expected, (copied, expected)
+    return pact_model
+
+
+def copy_weights(src: tf.keras.Model, dst: tf.keras.Model) -> int:
+    """Copy weights layer by layer, matched by name (e.g. a ReLU6 float checkpoint into a PACT
+    model; PACT alphas keep their init). Returns how many layers were copied."""
+    dst_layers = {layer.name: layer for layer in dst.layers}
+    copied = 0
+    for layer in src.layers:
+        target = dst_layers.get(layer.name)
+        if target is None or not layer.weights:
+            continue
+        src_w, dst_w = layer.get_weights(), target.get_weights()
+        if [w.shape for w in src_w] != [w.shape for w in dst_w]:
+            raise KvasirError(
+                f"layer {layer.name}: weight shapes {[w.shape for w in src_w]} do not match "
+                f"{[w.shape for w in dst_w]}: build both models with the same alpha and classes")
+        target.set_weights(src_w)
+        copied += 1
+    return copied
+
+
+def has_nested_model(model: tf.keras.Model) -> bool:
+    """True if any layer is itself a Model (TF-MOT cannot quantize those)."""
+    return any(isinstance(layer, tf.keras.Model) for layer in model.layers)

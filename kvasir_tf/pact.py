@@ -1,0 +1,104 @@
+"""PACT: a ReLU with a learned clipping level alpha and k-bit quantized output (Choi et al. 2018).
+
+Forward: ``y = round(clip(x, 0, alpha) * (2^k - 1) / alpha) * alpha / (2^k - 1)``.
+The rounding is a straight-through estimator: dy/dx = 1 for 0 <= x < alpha, else 0;
+dy/dalpha = 1 where x >= alpha, else 0 (the PACT paper's gradient, eq. 3).
+
+The forward is TensorFlow's ``FakeQuantWithMinMaxVars(min=0, max=alpha)`` op. With min exactly 0
+the op's zero point is exactly 0, so it computes the formula above, and the TFLite converter
+turns it into a plain int8 tensor with scale alpha/255 and zero point -128: no clip op survives.
+The gradient is written out by hand (plain ops) so that double backprop -- needed by the
+saliency L1 term -- works, which TF's FakeQuant gradient op does not allow.
+
+alpha is kept positive by a weight constraint (``MinValue(ALPHA_MIN)``, applied by every Keras
+optimizer after each update; no softplus reparametrisation, so alpha is the clipping level
+itself and its gradient is the paper's). Its L2 penalty ``eta * alpha^2`` is the weight's
+regularizer, which Keras adds to ``layer.losses`` through ``add_loss``.
+"""
+import kvasir_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+import tensorflow as tf
+
+from kvasir_tf.errors import KvasirError
+
+# Smallest clipping level alpha may take; a run whose alphas sit here has collapsed.
+ALPHA_MIN = 1e-2
+DEFAULT_BITS = 8
+MIN_BITS, MAX_BITS = 2, 8  # FakeQuant needs >= 2 bits; deployment is int8
+
+
+def check_bits(bits) -> int:
+    """Validate an activation bit width, naming the fix instead of failing inside TensorFlow."""
+    if isinstance(bits, bool) or not isinstance(bits, int) or not MIN_BITS <= bits <= MAX_BITS:
+        raise KvasirError(
+            f"PACT bits must be an integer in [{MIN_BITS}, {MAX_BITS}], got {bits!r}: "
+            f"pass e.g. --bits 8 or --bits 4")
+    return bits
+
+
+def pact_quantize(x, alpha, bits: int = DEFAULT_BITS):
+    """PACT forward with the STE gradients of the paper; ``alpha`` is a scalar tensor."""
+    bits = check_bits(bits)
+
+    @tf.custom_gradient
+    def _pact(x, alpha):
+        y = tf.quantization.fake_quant_with_min_max_vars(
+            x, tf.zeros_like(alpha), alpha, num_bits=bits, narrow_range=False)
+
+        def grad(dy):
+            inside = tf.logical_and(x >= 0.0, x < alpha)
+            dx = dy * tf.cast(inside, dy.dtype)
+            dalpha = tf.reduce_sum(dy * tf.cast(x >= alpha, dy.dtype))
+            return dx, dalpha
+
+        return y, grad
+
+    return _pact(tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(alpha, tf.float32))
+
+
+@tf.keras.utils.register_keras_serializable(package="kvasir_tf")
+class MinValue(tf.keras.constraints.Constraint):
+    """Keeps a weight >= min_value (alpha must stay positive for the quantizer scale)."""
+
+    def __init__(self, min_value=ALPHA_MIN):
+        self.min_value = float(min_value)
+
+    def __call__(self, w):
+        return tf.maximum(w, tf.cast(self.min_value, w.dtype))
+
+    def get_config(self):
+        return {"min_value": self.min_value}
+
+
+@tf.keras.utils.register_keras_serializable(package="kvasir_tf")
+class PACT(tf.keras.layers.Layer):
+    """Learned-range clipped activation, quantized to ``bits`` bits; replaces ReLU6."""
+
+    def __init__(self, bits=DEFAULT_BITS, alpha_init=6.0, eta=1e-4, **kwargs):
+        super().__init__(**kwargs)
+        self.bits = check_bits(bits)
+        if not float(alpha_init) > ALPHA_MIN:
+            raise KvasirError(f"PACT alpha_init must be > {ALPHA_MIN}, got {alpha_init!r}: "
+                              f"use the ReLU6 level 6.0")
+        if float(eta) < 0:
+            raise KvasirError(f"PACT eta (alpha L2 penalty) must be >= 0, got {eta!r}")
+        self.alpha_init = float(alpha_init)
+        self.eta = float(eta)
+
+    def build(self, input_shape):
+        self.alpha = self.add_weight(
+            name="alpha", shape=(), dtype=tf.float32,
+            initializer=tf.keras.initializers.Constant(self.alpha_init),
+            regularizer=tf.keras.regularizers.L2(self.eta) if self.eta > 0 else None,
+            constraint=MinValue(ALPHA_MIN), trainable=True)
+        super().build(input_shape)
+
+    def call(self, inputs):
+        return pact_quantize(inputs, self.alpha, self.bits)
+
+    def compute_output_shape(self, input_shape):
+        return input_shape
+
+    def get_config(self):
+        config = super().get_config()
+        config.update(bits=self.bits, alpha_init=self.alpha_init, eta=self.eta)
+        return config
