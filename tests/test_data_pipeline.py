@@ -2,6 +2,7 @@
 import logging
 import math
 import os
+import shutil
 from collections import Counter
 
 import numpy as np
@@ -79,8 +80,11 @@ def test_cache_dir_reused_and_invalidated(real_split, tmp_path, monkeypatch):
     assert calls == [] and np.array_equal(x1, x2)     # rerun: no decode at all
     _epoch(pipeline.make_dataset(real_split, "test", S, 4, cache_dir=cache, mask_overlays=True))
     assert len(calls) == len(real_split.test)           # overlay flag is part of the key
-    p = real_split.paths("test")[0]
-    os.utime(p, ns=(1, 1))                              # touched file -> new cache
+    p = real_split.paths("test")[0]                     # a symlink into ../shared/data:
+    target = p.resolve()                                # replace it with a local copy (new
+    p.unlink()                                          # mtime) rather than touch the original
+    shutil.copyfile(target, p)
+    os.utime(p, ns=(1, 1))                              # changed file -> new cache
     _epoch(pipeline.make_dataset(real_split, "test", S, 4, cache_dir=cache))
     assert len(list(cache.glob("*.npy"))) == 3
 

@@ -79,7 +79,7 @@ def main(argv=None) -> int:
               "cpu_count": os.cpu_count(), "train_step_img_s": TRAIN_STEP_IMG_S,
               "goal_cached_img_s": 3 * TRAIN_STEP_IMG_S, "rows": rows}
     print(f"{n_files} real images at {args.size} px, batch {args.batch}, {os.cpu_count()} CPUs")
-    print(f"{'augment':<8} {"first epoch (source)":<36} {'cached epochs':>14}")
+    print(f"{'augment':<8} {'first epoch (source)':<36} {'cached epochs':>14}")
     for r in rows:
         src = f"{r['first_epoch_img_s']:>8.1f} img/s ({r['first_epoch_s']:.1f} s, {r['cache_source']})"
         print(f"{str(r['augment']):<8} {src:<36} {r['cached_epoch_img_s']:>8.1f} img/s")
