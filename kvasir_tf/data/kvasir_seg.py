@@ -1,0 +1,452 @@
+"""Kvasir-SEG (``images/`` + ``masks/``) and the ``polyp`` vs ``mucosa`` patch dataset built from it.
+
+Kvasir-SEG's 1000 (here 500) polyp frames with expert masks are the only real Kvasir images
+available offline. Cropping them into patches that are mostly polyp and patches of plain mucosa
+gives a real-image 2-class task in the class-per-folder layout, with the crop's mask at
+``OUT/_masks/<class>/<name>.png`` for saliency localisation.
+
+Mucosa crops must not show the frame's black border or burnt-in overlays (a blanked or green
+ScopeGuide inset at the lower left, text at the upper left), or a classifier could separate the
+classes by those. :func:`fov_mask` finds the endoscope's field of view per image; every crop of
+either class lies entirely inside it.
+"""
+from __future__ import annotations
+
+import argparse
+import csv
+import logging
+import sys
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import cv2
+import numpy as np
+
+from kvasir_tf.data.discovery import MASKS_DIRNAME
+from kvasir_tf.data.imageio import IMAGE_EXTENSIONS, read_rgb
+from kvasir_tf.errors import DataError, KvasirError, cli
+
+log = logging.getLogger(__name__)
+
+IMAGES_DIRNAME = "images"
+SEG_MASKS_DIRNAME = "masks"
+ARCHIVE_DIRNAME = "Kvasir-SEG"  # what the official zip unpacks to
+# Kvasir-SEG masks are JPEGs: compression noise around 0 and 255, so threshold in the middle.
+MASK_THRESHOLD = 128
+PATCH_CLASSES = ("mucosa", "polyp")
+PATCH_INDEX_NAME = "_patches.csv"  # top-level file: discovery only looks at folders
+
+DEFAULT_PATCH_SIZE = 128
+DEFAULT_PATCHES_PER_IMAGE = 2
+DEFAULT_POLYP_MIN_FRACTION = 0.6
+# Crop sides as fractions of the image's shorter side, largest first: frames of any resolution
+# give crops of comparable content, and small polyps still get crops that are mostly polyp.
+DEFAULT_SCALES = (0.35, 0.25, 0.18)
+
+# Field-of-view analysis runs on a copy whose longer side is this many pixels.
+_ANALYSIS_SIDE = 512
+_DARK = 18          # max-channel value below which a pixel counts as black border/box
+_MARGIN = 0.015     # FOV erosion, fraction of the shorter side
+# Right and bottom edge of the upper-left zone that may hold burnt-in text (fractions of the
+# frame), measured on the Kvasir-SEG frames: wider than overlays.TEXT_BOX, which is for
+# un-cropped 720x576 Kvasir v2 frames.
+TEXT_ZONE = (0.3, 0.65)
+
+
+@dataclass(frozen=True)
+class SegSample:
+    """One Kvasir-SEG image and its polyp mask."""
+
+    image: Path
+    mask: Path
+
+    @property
+    def name(self) -> str:
+        return self.image.stem
+
+
+def resolve_seg_dir(seg_dir) -> Path:
+    """``seg_dir`` itself, or its ``Kvasir-SEG/`` folder as unpacked from the official zip."""
+    seg_dir = Path(seg_dir).expanduser()
+    if not seg_dir.is_dir():
+        raise DataError(f"Kvasir-SEG folder {seg_dir} does not exist; pass the folder holding "
+                        f"{IMAGES_DIRNAME}/ and {SEG_MASKS_DIRNAME}/")
+    if not (seg_dir / IMAGES_DIRNAME).is_dir() and (seg_dir / ARCHIVE_DIRNAME / IMAGES_DIRNAME).is_dir():
+        return seg_dir / ARCHIVE_DIRNAME
+    return seg_dir
+
+
+def _image_files(folder: Path) -> dict:
+    return {p.stem: p for p in sorted(folder.iterdir())
+            if p.is_file() and p.suffix.lower() in IMAGE_EXTENSIONS and not p.name.startswith(".")}
+
+
+def load_kvasir_seg(seg_dir) -> list:
+    """Pair ``images/<name>.*`` with ``masks/<name>.*``; unmatched files are skipped with a count."""
+    root = resolve_seg_dir(seg_dir)
+    for sub in (IMAGES_DIRNAME, SEG_MASKS_DIRNAME):
+        if not (root / sub).is_dir():
+            raise DataError(f"{root / sub} is missing: a Kvasir-SEG folder holds {IMAGES_DIRNAME}/ and "
+                            f"{SEG_MASKS_DIRNAME}/ with the same file names; pass the unpacked Kvasir-SEG folder")
+    images, masks = _image_files(root / IMAGES_DIRNAME), _image_files(root / SEG_MASKS_DIRNAME)
+    common = sorted(images.keys() & masks.keys())
+    no_mask, no_image = sorted(images.keys() - masks.keys()), sorted(masks.keys() - images.keys())
+    if not common:
+        raise DataError(f"{root}: no image in {IMAGES_DIRNAME}/ has a mask of the same name in "
+                        f"{SEG_MASKS_DIRNAME}/ ({len(images)} images, {len(masks)} masks); "
+                        "masks must share the image's file name")
+    if no_mask or no_image:
+        example = (no_mask or no_image)[0]
+        log.warning("%s: skipped %d image(s) without a mask and %d mask(s) without an image (e.g. %s); "
+                    "give each mask its image's file name", root, len(no_mask), len(no_image), example)
+    return [SegSample(images[n], masks[n]) for n in common]
+
+
+def read_mask(path) -> np.ndarray:
+    """A Kvasir-SEG mask as a boolean (H, W) array (True = polyp)."""
+    return read_rgb(path).max(axis=2) >= MASK_THRESHOLD
+
+
+# ----------------------------------------------------------------------------- field of view
+def _largest_component(mask: np.ndarray) -> np.ndarray:
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(mask.astype(np.uint8), connectivity=8)
+    if n <= 1:
+        return np.zeros_like(mask, bool)
+    return labels == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
+
+
+def _rect_like(comp: np.ndarray, x0, y0, x1, y1) -> bool:
+    """True when a component's top and right edges are straight (an overlay box, not a lumen)."""
+    w, h = x1 - x0, y1 - y0
+    if w < 8 or h < 8:
+        return False
+    inner_x = slice(x0 + w // 5, x1 - w // 5)
+    inner_y = slice(y0 + h // 5, y1 - h // 5)
+    top = comp[y0 + 2, inner_x].mean()
+    right = comp[inner_y, x1 - 3].mean()
+    return bool(top > 0.9 and right > 0.9)
+
+
+def _downscale(img: np.ndarray):
+    h, w = img.shape[:2]
+    f = min(1.0, _ANALYSIS_SIDE / max(h, w))
+    if f == 1.0:
+        return img, 1.0
+    return cv2.resize(img, (max(1, round(w * f)), max(1, round(h * f))), interpolation=cv2.INTER_AREA), f
+
+
+def _hull(mask: np.ndarray) -> np.ndarray:
+    contours, _ = cv2.findContours(mask.astype(np.uint8), cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_SIMPLE)
+    out = np.zeros(mask.shape, np.uint8)
+    if contours:
+        cv2.fillConvexPoly(out, cv2.convexHull(np.concatenate(contours)), 1)
+    return out > 0
+
+
+def _analyse(img: np.ndarray):
+    """(field of view before overlay-box removal, [(kind, box)]) of a small RGB frame."""
+    h, w = img.shape[:2]
+    v = img.max(axis=2)
+    dark = v < _DARK
+    k = max(3, int(0.01 * min(h, w)) | 1)
+    lit = cv2.morphologyEx((~dark).astype(np.uint8), cv2.MORPH_OPEN, np.ones((k, k), np.uint8)) > 0
+    hull = _hull(_largest_component(lit))
+    lower_left = np.zeros((h, w), bool)
+    lower_left[h // 2:, : w // 2] = True
+    boxes = []
+    # Green ScopeGuide inset: saturated green-cyan, a colour that mucosa and blue dye never have.
+    hsv = cv2.cvtColor(img, cv2.COLOR_RGB2HSV)
+    green = (hsv[..., 0] >= 40) & (hsv[..., 0] <= 95) & (hsv[..., 1] > 90) & (hsv[..., 2] > 60)
+    green = cv2.morphologyEx((green & lower_left).astype(np.uint8), cv2.MORPH_CLOSE, np.ones((5, 5), np.uint8))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(green)
+    for x, y, bw, bh, area in stats[1:]:
+        if area > 0.004 * h * w and area > 0.5 * bw * bh:
+            boxes.append(("green-inset", (0, y, x + bw, h)))
+    # Black areas reaching into the hull from its rim: a blanked inset (a rectangle with straight
+    # top and right edges in the lower-left quarter), a cut-off corner, or a lumen at the edge.
+    # None of them is usable mucosa; the rectangles are reported as overlays.
+    rim = hull & ~(cv2.erode(hull.astype(np.uint8), np.ones((3, 3), np.uint8)) > 0)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((dark & hull).astype(np.uint8))
+    touching = np.unique(labels[rim & dark])
+    edge_dark = np.isin(labels, touching[touching > 0])
+    fov = hull & ~(cv2.dilate(edge_dark.astype(np.uint8), np.ones((k, k), np.uint8)) > 0)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((dark & hull & lower_left).astype(np.uint8))
+    for i in range(1, n):
+        x, y, bw, bh, area = stats[i]
+        if area >= 0.004 * h * w and _rect_like(labels == i, x, y, x + bw, y + bh):
+            boxes.append(("black-box", (0, y, x + bw, h)))  # it continues into the border
+    # Burnt-in text (date, ids, a dash bar) down the left side: thin bright colourless strokes
+    # (white top-hat) lined up in rows; specular highlights are blobs, not rows.
+    kk = max(5, int(0.02 * min(h, w)) | 1)
+    tophat = cv2.morphologyEx(v, cv2.MORPH_TOPHAT, np.ones((kk, kk), np.uint8))
+    strokes = (tophat > 40) & (v > 140) & (hsv[..., 1] < 80)
+    strokes[:, int(w * 0.35):] = False
+    strokes[int(h * 0.7):, :] = False
+    rows = cv2.morphologyEx(strokes.astype(np.uint8), cv2.MORPH_CLOSE, np.ones((3, 3 * kk), np.uint8))
+    n, _, stats, _ = cv2.connectedComponentsWithStats(rows)
+    lines = [(x, y, x + bw, y + bh) for x, y, bw, bh, area in stats[1:]
+             if bw >= 4 * bh and bw >= 0.04 * w and area >= 0.3 * bw * bh]
+    # Faint text on bright tissue escapes the detector, so the usual text zone is always
+    # excluded; detected rows extend it (re-framed Kvasir-SEG images shift the text).
+    x1, y1 = int(round(TEXT_ZONE[0] * w)), int(round(TEXT_ZONE[1] * h))
+    if lines:
+        x1 = max(x1, min(w, max(b[2] for b in lines) + kk))
+        y1 = max(y1, min(h, max(b[3] for b in lines) + kk))
+    boxes.append(("text", (0, 0, x1, y1)))
+    return fov, boxes
+
+
+def overlay_boxes(img: np.ndarray) -> list:
+    """Burnt-in overlays found in an RGB frame: [(kind, (x0, y0, x1, y1))] in pixels.
+
+    ``green-inset``: the ScopeGuide inset; ``black-box``: the inset blanked out by whoever
+    redistributed the image; ``text``: the burnt-in text block at the upper left (always
+    reported, at least :data:`TEXT_ZONE`). Boxes extend to the frame's left edge (and the
+    inset's to the bottom): nothing there is tissue.
+    """
+    h, w = img.shape[:2]
+    small, f = _downscale(img)
+    out = []
+    for kind, (x0, y0, x1, y1) in _analyse(small)[1]:
+        out.append((kind, (max(0, int(x0 / f)), max(0, int(y0 / f)),
+                           min(w, int(np.ceil(x1 / f))), min(h, int(np.ceil(y1 / f))))))
+    return out
+
+
+def fov_mask(img: np.ndarray, margin: float = _MARGIN) -> np.ndarray:
+    """Boolean (H, W) mask of the endoscope's field of view minus overlays, eroded by ``margin``.
+
+    The lit area's largest connected component, convex-hulled (the FOV is a circle or a
+    cut-corner octagon, so a dark lumen inside stays inside), minus black areas reaching in
+    from its rim, detected overlay boxes and the text zone, eroded by ``margin`` x the
+    shorter side so JPEG halos and the FOV's soft rim stay out.
+    """
+    h, w = img.shape[:2]
+    small, f = _downscale(img)
+    fov, boxes = _analyse(small)
+    for _kind, (x0, y0, x1, y1) in boxes:
+        fov[y0:y1, x0:x1] = False
+    sh, sw = small.shape[:2]
+    m = max(1, int(round(margin * min(sh, sw))))
+    fov = cv2.erode(fov.astype(np.uint8), cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * m + 1, 2 * m + 1)))
+    fov = _largest_component(fov > 0)
+    if f < 1:
+        fov = cv2.resize(fov.astype(np.uint8), (w, h), interpolation=cv2.INTER_NEAREST) > 0
+    return fov
+
+
+# ----------------------------------------------------------------------------- patches
+@dataclass(frozen=True)
+class PatchRecord:
+    """Where a patch came from: its source image and crop window (pixels of the source)."""
+
+    cls: str
+    file: str       # name under OUT/<cls>/ and OUT/_masks/<cls>/
+    source: str     # Kvasir-SEG image name (split by this: patches of one image are not independent)
+    x: int
+    y: int
+    side: int
+
+
+@dataclass
+class PatchSummary:
+    """What :func:`build_patch_dataset` wrote, and what it could not use."""
+
+    out_dir: Path
+    counts: dict
+    images_used: int
+    images_total: int
+    skipped: list = field(default_factory=list)   # [(image name, reason)]
+    seconds: float = 0.0
+    patches: list = field(default_factory=list)   # [PatchRecord], also in OUT/_patches.csv
+
+    def format(self) -> str:
+        lines = [f"patch dataset {self.out_dir}: " + ", ".join(f"{k} {v}" for k, v in self.counts.items())
+                 + f" from {self.images_used} of {self.images_total} images in {self.seconds:.1f}s"]
+        reasons = {}
+        for _name, why in self.skipped:
+            reasons[why] = reasons.get(why, 0) + 1
+        for why, n in sorted(reasons.items(), key=lambda kv: -kv[1]):
+            lines.append(f"  skipped {n} image(s): {why}")
+        return "\n".join(lines)
+
+
+def _window_sums(mask: np.ndarray, side: int) -> np.ndarray:
+    """Sum of ``mask`` over every side x side window, indexed by the window's top-left corner."""
+    ii = cv2.integral(mask.astype(np.uint8), sdepth=cv2.CV_32S)
+    return ii[side:, side:] - ii[:-side, side:] - ii[side:, :-side] + ii[:-side, :-side]
+
+
+def _pick(ok: np.ndarray, side: int, n: int, rng: np.random.Generator, taken: list) -> list:
+    """Up to ``n`` random top-left corners where ``ok``, not overlapping crops already taken."""
+    ys, xs = np.nonzero(ok)
+    out = []
+    for j in rng.permutation(len(ys)):
+        if len(out) == n:
+            break
+        y, x = int(ys[j]), int(xs[j])
+        if all(abs(y - ty) >= max(side, ts) * 0.75 or abs(x - tx) >= max(side, ts) * 0.75
+               for ty, tx, ts in taken):
+            taken.append((y, x, side))
+            out.append((y, x, side))
+    return out
+
+
+def _crops_for_image(img, polyp, fov, n, scales, min_fraction, rng):
+    """Crop windows (y, x, side) for each class, mucosa crops at the polyp crops' scales."""
+    h, w = polyp.shape
+    taken, polyp_crops, used_sides = [], [], []
+    for s in scales:
+        side = int(round(s * min(h, w)))
+        if side < 8 or side >= min(h, w):
+            continue
+        area = side * side
+        inside = _window_sums(fov, side) == area
+        frac = _window_sums(polyp, side)
+        got = _pick(inside & (frac >= min_fraction * area), side, n - len(polyp_crops), rng, taken)
+        polyp_crops += got
+        used_sides += [side] * len(got)
+        if len(polyp_crops) == n:
+            break
+    mucosa_crops = []
+    # Same crop sizes as the polyp crops (or the largest scale), so size is not a class cue.
+    sides = used_sides or [int(round(scales[0] * min(h, w)))]
+    for i in range(n):
+        side = sides[i % len(sides)]
+        if side < 8 or side >= min(h, w):
+            continue
+        area = side * side
+        ok = (_window_sums(fov, side) == area) & (_window_sums(polyp, side) == 0)
+        mucosa_crops += _pick(ok, side, 1, rng, taken)
+    return {"polyp": polyp_crops, "mucosa": mucosa_crops}
+
+
+def build_patch_dataset(seg_dir, out_dir, patch_size: int = DEFAULT_PATCH_SIZE,
+                        patches_per_image: int = DEFAULT_PATCHES_PER_IMAGE,
+                        polyp_min_fraction: float = DEFAULT_POLYP_MIN_FRACTION, seed: int = 0,
+                        scales=DEFAULT_SCALES, limit: int | None = None) -> PatchSummary:
+    """Write ``OUT/{polyp,mucosa}/<image>_<k>.png`` crops (+ masks), balanced between the classes.
+
+    ``OUT/_patches.csv`` records each patch's source image and crop window.
+
+    Both classes come only from crops fully inside the field of view; ``polyp`` crops have at
+    least ``polyp_min_fraction`` polyp pixels, ``mucosa`` crops none. ``limit`` uses only the
+    first N image pairs (sorted by name).
+    """
+    if not 0 < polyp_min_fraction <= 1:
+        raise KvasirError(f"polyp_min_fraction must be in (0, 1], got {polyp_min_fraction}")
+    if patch_size < 8 or patches_per_image < 1:
+        raise KvasirError(f"need --patch-size >= 8 and --patches-per-image >= 1 "
+                          f"(got {patch_size}, {patches_per_image})")
+    if not scales or not all(0 < s < 1 for s in scales):
+        raise KvasirError(f"crop scales must be fractions in (0, 1), got {scales}")
+    t0 = time.perf_counter()
+    samples = load_kvasir_seg(seg_dir)
+    if limit is not None:
+        samples = samples[:limit]
+    out = Path(out_dir)
+    if out.exists() and not out.is_dir():
+        raise KvasirError(f"{out} exists and is not a directory; pick another --out")
+    chosen = {k: [] for k in PATCH_CLASSES}  # class -> [(sample, image idx, (y, x, side), k)]
+    skipped = []
+    for idx, sample in enumerate(samples):
+        try:
+            img = read_rgb(sample.image)
+            polyp = read_mask(sample.mask)
+        except DataError as exc:
+            skipped.append((sample.name, f"unreadable ({str(exc).split(': ', 1)[-1]})"))
+            continue
+        if polyp.shape != img.shape[:2]:
+            skipped.append((sample.name, "mask size differs from image size"))
+            continue
+        fov = fov_mask(img)
+        rng = np.random.default_rng([int(seed), zlib.crc32(sample.name.encode())])
+        crops = _crops_for_image(img, polyp, fov, patches_per_image, tuple(scales), polyp_min_fraction, rng)
+        if not crops["polyp"] and not crops["mucosa"]:
+            skipped.append((sample.name, "no crop fits inside the field of view"))
+            continue
+        for cls in PATCH_CLASSES:
+            for k, win in enumerate(crops[cls]):
+                chosen[cls].append((idx, win, k))
+    # Balance: keep an equal, seeded random subset of the larger class.
+    n = min(len(v) for v in chosen.values())
+    rng = np.random.default_rng(seed)
+    for cls in PATCH_CLASSES:
+        if len(chosen[cls]) > n:
+            keep = np.sort(rng.choice(len(chosen[cls]), n, replace=False))
+            chosen[cls] = [chosen[cls][i] for i in keep]
+    by_image, records = {}, []
+    for cls in PATCH_CLASSES:
+        (out / cls).mkdir(parents=True, exist_ok=True)
+        (out / MASKS_DIRNAME / cls).mkdir(parents=True, exist_ok=True)
+        for idx, win, k in chosen[cls]:
+            by_image.setdefault(idx, []).append((cls, win, k))
+    for idx in sorted(by_image):
+        sample = samples[idx]
+        img = read_rgb(sample.image)
+        polyp = read_mask(sample.mask)
+        for cls, (y, x, side), k in by_image[idx]:
+            crop = cv2.resize(img[y:y + side, x:x + side], (patch_size, patch_size), interpolation=cv2.INTER_AREA)
+            mcrop = cv2.resize(polyp[y:y + side, x:x + side].astype(np.uint8) * 255, (patch_size, patch_size),
+                               interpolation=cv2.INTER_NEAREST)
+            name = f"{sample.name}_{k}.png"
+            cv2.imwrite(str(out / cls / name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(out / MASKS_DIRNAME / cls / name), mcrop)
+            records.append(PatchRecord(cls, name, sample.name, x, y, side))
+    records.sort(key=lambda r: (r.cls, r.file))
+    with open(out / PATCH_INDEX_NAME, "w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["class", "file", "source", "x", "y", "side"])
+        writer.writerows([r.cls, r.file, r.source, r.x, r.y, r.side] for r in records)
+    return PatchSummary(out_dir=out, counts={k: len(chosen[k]) for k in PATCH_CLASSES},
+                        images_used=len(by_image), images_total=len(samples), skipped=skipped,
+                        seconds=time.perf_counter() - t0, patches=records)
+
+
+# ----------------------------------------------------------------------------- CLI
+def _add_patch_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--seg-dir", required=True, help="Kvasir-SEG folder (with images/ and masks/)")
+    p.add_argument("--out", required=True, help="output folder (class-per-folder: polyp/, mucosa/, _masks/)")
+    p.add_argument("--patch-size", type=int, default=DEFAULT_PATCH_SIZE, help="side of the written patches")
+    p.add_argument("--patches-per-image", type=int, default=DEFAULT_PATCHES_PER_IMAGE,
+                   help="crops per class per image (before balancing)")
+    p.add_argument("--polyp-min-fraction", type=float, default=DEFAULT_POLYP_MIN_FRACTION,
+                   help="minimum fraction of polyp pixels in a polyp crop")
+    p.add_argument("--scales", type=float, nargs="+", default=list(DEFAULT_SCALES),
+                   help="crop sides as fractions of the image's shorter side, largest first")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--limit", type=int, default=None, help="use only the first N images")
+
+
+def _run_patches(args) -> int:
+    logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
+    summary = build_patch_dataset(args.seg_dir, args.out, patch_size=args.patch_size,
+                                  patches_per_image=args.patches_per_image,
+                                  polyp_min_fraction=args.polyp_min_fraction, seed=args.seed,
+                                  scales=args.scales, limit=args.limit)
+    print(summary.format())
+    if not any(summary.counts.values()):
+        raise DataError(f"no patches written from {args.seg_dir}: check that masks mark the polyps "
+                        "(white on black) or lower --polyp-min-fraction")
+    return 0
+
+
+def register_cli(commands: dict) -> None:
+    """Add ``kvasir-data patches`` (see kvasir_tf.data.cli)."""
+    commands["patches"] = (_add_patch_args, _run_patches)
+
+
+@cli
+def main(argv=None) -> int:
+    """``python -m kvasir_tf.data.kvasir_seg patches --seg-dir DIR --out DIR``."""
+    p = argparse.ArgumentParser(prog="python -m kvasir_tf.data.kvasir_seg", description=__doc__.splitlines()[0])
+    sub = p.add_subparsers(dest="cmd", required=True)
+    _add_patch_args(sub.add_parser("patches", help="build the polyp vs mucosa patch dataset"))
+    args = p.parse_args(argv)
+    return _run_patches(args)
+
+
+if __name__ == "__main__":
+    sys.exit(main())
