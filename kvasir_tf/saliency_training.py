@@ -1,0 +1,280 @@
+"""Saliency-guided training (Algorithm 2 of the paper) as a ``tf.keras.Model`` wrapper.
+
+:class:`SaliencyGuidedModel` wraps a float or QAT-wrapped classifier (softmax outputs, raw
+pixel inputs) and overrides ``train_step``/``test_step`` so that ``compile()``/``fit()``,
+callbacks, metrics and progress bars keep working. One guided step:
+
+1. clean forward ``p = f(X)`` (training mode) under two nested tapes;
+2. saliency ``S = |dCE/dX|`` reduced over channels, from the *same* forward pass
+   (no separate saliency pass);
+3. pixels with ``S <= eps`` are replaced by a mask value, ``X~``; masked forward ``q = f(X~)``;
+4. ``loss = CE(p, y) + lambda1 * KL(p || q) + lambda2 * mean|S| + model.losses``;
+   ONE weight backward over both passes; the optimizer updates every trainable variable
+   (weights and PACT alphas).
+
+Cost, by operation count: plain step = 1 forward + 1 backward; guided step = 2 forwards +
+1 input-only backward + 1 backward through both passes (~2.3x). ``lambda2 > 0`` records the
+input backward on the weight tape (double backprop): a further backward-of-backward, measured
+~1.5-2x the guided step (see tools/benchmark_train.py), which is why ``lambda2`` defaults to 0.
+"""
+import kvasir_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
+
+import tensorflow as tf
+
+from kvasir_tf.errors import KvasirError
+from kvasir_tf.preprocessing import NEUTRAL_PIXEL, PIXEL_MAX, PIXEL_MIN
+
+MASK_VALUES = ("neutral", "mean", "noise")
+SALIENCY_REDUCES = ("sum", "max")
+# Quantile of S is estimated on at most this many (evenly strided) pixels per step:
+# exact to ~0.2 % in fraction, and a sort of 1.6 M values (224 px, batch 32) is avoided.
+QUANTILE_SAMPLE = 1 << 16
+KL_EPSILON = 1e-7
+_QAT_LAYER_TYPES = ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
+
+
+def pact_alpha_variables(model):
+    """The PACT clipping levels of a float or QAT-wrapped model (empty without PACT)."""
+    try:
+        from kvasir_tf.quantization import pact_alphas
+    except ImportError:  # quantization module absent: fall back to the variable name
+        return [v for v in model.trainable_variables
+                if v.name.split("/")[-1].split(":")[0] == "alpha"]
+    return list(pact_alphas(model))
+
+
+def is_qat_model(model):
+    """True when ``model`` contains TF-MOT quantize wrappers."""
+    try:
+        from kvasir_tf.quantization import is_qat_model as _is_qat
+    except ImportError:  # quantization module absent: fall back to the class names
+        return any(type(layer).__name__ in _QAT_LAYER_TYPES for layer in model.layers)
+    return _is_qat(model)
+
+
+class SaliencyGuidedModel(tf.keras.Model):
+    """Trains ``model`` with saliency-guided masking; ``guided=False`` gives the plain step.
+
+    Args:
+        model: flat Keras classifier taking raw pixels and returning softmax probabilities;
+            float or TF-MOT QAT-wrapped. Save ``.model``, not the wrapper.
+        guided: False = plain supervised step (same logs minus kl/l1/masked_fraction/eps).
+        lambda1: weight of KL(softmax f(X) || softmax f(X_masked)).
+        lambda2: weight of the saliency L1 term ``mean|S|``. Default 0: it needs double
+            backprop (extra backward-of-backward, ~1.5-2x the step) and, in a QAT model,
+            TensorFlow's FakeQuant gradient ops have no gradient, so the term would train
+            nothing; use it for float/SGT training only.
+        mask_fraction: target fraction of pixels masked per batch (paper: 0.5).
+        mask_value: "neutral" (pixel 127.5 = 0 in the model's input space), "mean"
+            (per-image, per-channel mean) or "noise" (uniform pixels 0..255).
+        saliency_reduce: "sum" (default) or "max" of |dCE/dX| over RGB. Sum is the
+            L1 norm of the per-pixel gradient, i.e. the first-order change of the loss when
+            the whole pixel moves, which is what masking a pixel does; max ignores two
+            channels' evidence and is noisier.
+        eps_momentum: smoothing of the running threshold (0 = per-batch quantile).
+
+    Deviation from the paper (Algorithm 2, line 12): there eps is updated by a gradient of
+    the masked fraction w.r.t. eps, which is zero almost everywhere (the fraction is a step
+    function of eps). Here eps is a running value, ``eps <- m * eps + (1 - m) * Q_k(S)``,
+    with ``Q_k`` the per-batch ``mask_fraction`` quantile of S (initialised to the first
+    batch's quantile), kept in a non-trainable ``tf.Variable``; the masked fraction then
+    tracks ``mask_fraction`` even as the saliency scale shrinks during training.
+
+    S is ``B * dL/dX`` with L the batch-mean compiled loss, i.e. each image's own
+    ``dCE_i/dX_i`` in raw-pixel units, independent of batch size and replica count.
+
+    Batch-norm statistics: the clean pass runs with ``training=True`` (batch statistics,
+    and it updates the moving mean/variance and QAT range EMAs that inference uses). The
+    masked pass also runs with ``training=True`` so both passes are normalised the same
+    way (with moving statistics, early in training the KL would measure the train/inference
+    BN mismatch rather than the masking), but its updates of the moving statistics and
+    quantizer ranges are discarded: every non-trainable variable of ``model`` is restored
+    to its post-clean-pass value, so masked images (half grey) never reach the statistics
+    used at inference. Dropout, if any, draws independent masks in the two passes.
+
+    Distribution: losses are per-replica means divided by the number of replicas (the
+    compiled loss does this for CE; ``tf.nn.compute_average_loss`` for KL/L1), so the
+    summed replica gradients equal the global-batch gradient. eps is a MEAN-aggregated
+    mirrored variable.
+    """
+
+    def __init__(self, model, *, guided=True, lambda1=1.0, lambda2=0.0, mask_fraction=0.5,
+                 mask_value="neutral", saliency_reduce="sum", eps_momentum=0.9, name=None,
+                 **kwargs):
+        super().__init__(name=name or f"sgt_{model.name}", **kwargs)
+        if mask_value not in MASK_VALUES:
+            raise KvasirError(f"mask_value={mask_value!r} is not one of {MASK_VALUES}: "
+                              f"pick one of them")
+        if saliency_reduce not in SALIENCY_REDUCES:
+            raise KvasirError(f"saliency_reduce={saliency_reduce!r} is not one of "
+                              f"{SALIENCY_REDUCES}: pick one of them")
+        if not 0.0 <= float(mask_fraction) <= 1.0:
+            raise KvasirError(f"mask_fraction={mask_fraction} must be within [0, 1]")
+        if not 0.0 <= float(eps_momentum) < 1.0:
+            raise KvasirError(f"eps_momentum={eps_momentum} must be within [0, 1)")
+        if float(lambda1) < 0 or float(lambda2) < 0:
+            raise KvasirError(f"lambda1={lambda1}, lambda2={lambda2} must be >= 0")
+        if guided and float(lambda2) > 0 and is_qat_model(model):
+            raise KvasirError(
+                f"lambda2={lambda2} > 0 cannot train a QAT-wrapped model: TensorFlow's FakeQuant "
+                "gradient ops have no second derivative, so the saliency L1 term would train "
+                "nothing. Use lambda2=0 for QAT, or use lambda2 in the float/sgt stage and "
+                "fine-tune that checkpoint with QAT.")
+        self.model = model
+        self.guided = bool(guided)
+        self.lambda1 = float(lambda1)
+        self.lambda2 = float(lambda2)
+        self.mask_fraction = float(mask_fraction)
+        self.mask_value = mask_value
+        self.saliency_reduce = saliency_reduce
+        self.eps_momentum = float(eps_momentum)
+        # -1 = not yet initialised (saliency is >= 0, so a negative eps masks nothing).
+        self.eps = tf.Variable(-1.0, trainable=False, dtype=tf.float32, name="saliency_eps",
+                               synchronization=tf.VariableSynchronization.ON_WRITE,
+                               aggregation=tf.VariableAggregation.MEAN)
+        self._alphas = pact_alpha_variables(model)
+        names = ["loss", "ce"]
+        if self.guided:
+            names += ["kl", "l1", "masked_fraction", "eps"]
+        if self._alphas:
+            names.append("mean_alpha")
+        self._trackers = {n: tf.keras.metrics.Mean(name=n) for n in names}
+
+    def call(self, inputs, training=None):
+        return self.model(inputs, training=training)
+
+    @property
+    def metrics(self):
+        # Own trackers replace compiled_loss's "loss" (which would miss KL/L1).
+        extra = self.compiled_metrics.metrics if self.compiled_metrics is not None else []
+        return list(self._trackers.values()) + list(extra)
+
+    # -- pieces of the step -------------------------------------------------------------
+    def _reduce_saliency(self, grad):
+        a = tf.abs(grad)
+        if self.saliency_reduce == "sum":
+            return tf.reduce_sum(a, axis=-1)
+        return tf.reduce_max(a, axis=-1)
+
+    def _update_eps(self, s):
+        """Running mask_fraction-quantile of S; returns the eps to use for this batch."""
+        flat = tf.reshape(s, [-1])
+        n = tf.size(flat)
+        stride = tf.maximum(1, (n + QUANTILE_SAMPLE - 1) // QUANTILE_SAMPLE)
+        sample = tf.sort(flat[::stride])
+        m = tf.size(sample)
+        k = tf.cast(tf.math.floor(self.mask_fraction * tf.cast(m - 1, tf.float32)), tf.int32)
+        q = sample[k]
+        new = tf.where(self.eps < 0.0, q, self.eps_momentum * self.eps + (1 - self.eps_momentum) * q)
+        self.eps.assign(new)
+        return tf.identity(self.eps)
+
+    def _fill(self, x):
+        if self.mask_value == "neutral":
+            return tf.fill(tf.shape(x), tf.constant(NEUTRAL_PIXEL, x.dtype))
+        if self.mask_value == "mean":
+            return tf.broadcast_to(tf.reduce_mean(x, axis=[1, 2], keepdims=True), tf.shape(x))
+        return tf.random.uniform(tf.shape(x), PIXEL_MIN, PIXEL_MAX, dtype=x.dtype)
+
+    def _mask(self, x, s):
+        """X with low-saliency pixels replaced; returns (X_masked, mask as float [B,H,W,1])."""
+        if self.mask_fraction <= 0.0:
+            mask = tf.zeros_like(s, dtype=tf.bool)
+            eps = tf.constant(-1.0)
+        elif self.mask_fraction >= 1.0:
+            mask = tf.ones_like(s, dtype=tf.bool)
+            eps = tf.reduce_max(s)
+        else:
+            eps = self._update_eps(s)
+            mask = s <= eps
+        mask = mask[..., None]
+        return tf.where(mask, self._fill(x), x), tf.cast(mask, x.dtype), eps
+
+    @staticmethod
+    def _kl(p, q):
+        p = tf.clip_by_value(p, KL_EPSILON, 1.0)
+        q = tf.clip_by_value(q, KL_EPSILON, 1.0)
+        return tf.reduce_sum(p * (tf.math.log(p) - tf.math.log(q)), axis=-1)
+
+    def _regularization(self):
+        losses = self.model.losses
+        return tf.add_n(losses) if losses else tf.constant(0.0)
+
+    def _log(self, values, y, y_pred, sample_weight):
+        for name, value in values.items():
+            if name in self._trackers:
+                self._trackers[name].update_state(value)
+        if self._alphas:
+            self._trackers["mean_alpha"].update_state(
+                tf.reduce_mean(tf.stack([tf.reshape(a, []) for a in self._alphas])))
+        self.compiled_metrics.update_state(y, y_pred, sample_weight)
+        logs = {n: t.result() for n, t in self._trackers.items() if n in values or n == "mean_alpha"}
+        logs.update({m.name: m.result() for m in self.compiled_metrics.metrics})
+        return logs
+
+    # -- steps ---------------------------------------------------------------------------
+    def train_step(self, data):
+        x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
+        x = tf.cast(x, tf.float32)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        variables = self.trainable_variables
+        if not self.guided:
+            with tf.GradientTape() as tape:
+                y_pred = self.model(x, training=True)
+                ce_scaled = self.compiled_loss(y, y_pred, sample_weight)
+                reg = self._regularization()
+                total = ce_scaled + reg / replicas
+            self.optimizer.minimize(total, variables, tape=tape)
+            ce = ce_scaled * replicas
+            return self._log({"loss": ce + reg, "ce": ce}, y, y_pred, sample_weight)
+
+        state = self.model.non_trainable_variables
+        with tf.GradientTape() as tape:
+            with tf.GradientTape(watch_accessed_variables=False) as input_tape:
+                input_tape.watch(x)
+                # Clean pass: BN uses batch statistics and updates the moving statistics
+                # (and QAT range EMAs) that inference uses.
+                y_pred = self.model(x, training=True)
+                ce_scaled = self.compiled_loss(y, y_pred, sample_weight)
+            # Saliency from the clean pass's tape; on the weight tape only when the L1
+            # term needs its second derivative.
+            global_batch = tf.cast(tf.shape(x)[0] * replicas, tf.float32)
+            if self.lambda2 > 0:
+                grad = input_tape.gradient(ce_scaled, x) * global_batch
+            else:
+                with tape.stop_recording():
+                    grad = input_tape.gradient(ce_scaled, x) * global_batch
+            s = self._reduce_saliency(grad)
+            x_masked, mask, eps = self._mask(tf.stop_gradient(x), tf.stop_gradient(s))
+            post_clean = [tf.identity(v) for v in state]
+            # Masked pass: training-mode BN (batch statistics, like the clean pass); its
+            # moving-statistic / quantizer-range updates are undone right after.
+            y_masked = self.model(x_masked, training=True)
+            with tape.stop_recording():
+                for v, value in zip(state, post_clean):
+                    v.assign(value)
+            kl_per = self._kl(y_pred, y_masked)
+            l1_per = tf.reduce_mean(s, axis=[1, 2])
+            reg = self._regularization()
+            total = (ce_scaled + reg / replicas
+                     + self.lambda1 * tf.nn.compute_average_loss(kl_per, sample_weight=sample_weight)
+                     + self.lambda2 * tf.nn.compute_average_loss(l1_per, sample_weight=sample_weight))
+        self.optimizer.minimize(total, variables, tape=tape)
+        ce = ce_scaled * replicas
+        kl = tf.reduce_mean(kl_per)
+        l1 = tf.reduce_mean(l1_per)
+        values = {"loss": ce + reg + self.lambda1 * kl + self.lambda2 * l1, "ce": ce, "kl": kl,
+                  "l1": l1, "masked_fraction": tf.reduce_mean(mask), "eps": eps}
+        return self._log(values, y, y_pred, sample_weight)
+
+    def test_step(self, data):
+        x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
+        y_pred = self.model(tf.cast(x, tf.float32), training=False)
+        replicas = tf.distribute.get_strategy().num_replicas_in_sync
+        ce = self.compiled_loss(y, y_pred, sample_weight) * replicas
+        reg = self._regularization()
+        return self._log({"loss": ce + reg, "ce": ce}, y, y_pred, sample_weight)
+
+    def predict_step(self, data):
+        x, _, _ = tf.keras.utils.unpack_x_y_sample_weight(data)
+        return self.model(tf.cast(x, tf.float32), training=False)

@@ -1,0 +1,302 @@
+"""Saliency-guided train_step: the math against hand computations, fit() integration, QAT, strategy."""
+import json
+import subprocess
+import sys
+import textwrap
+
+import numpy as np
+import pytest
+
+import kvasir_tf  # noqa: F401  (Keras 2 before tensorflow)
+import tensorflow as tf
+
+from kvasir_tf.errors import KvasirError
+from kvasir_tf.preprocessing import NEUTRAL_PIXEL
+from kvasir_tf.saliency_training import SaliencyGuidedModel
+
+SGT_KEYS = {"loss", "ce", "kl", "l1", "masked_fraction", "eps"}
+
+
+def linear_model(size=4, classes=3, seed=0, l2=0.0):
+    """Softmax regression on raw pixels: its input gradient is known in closed form."""
+    tf.keras.utils.set_random_seed(seed)
+    inp = tf.keras.Input((size, size, 3))
+    x = tf.keras.layers.Flatten()(inp)
+    reg = tf.keras.regularizers.L2(l2) if l2 else None
+    out = tf.keras.layers.Dense(classes, activation="softmax", kernel_regularizer=reg,
+                                kernel_initializer=tf.keras.initializers.RandomNormal(0, 0.01))(x)
+    return tf.keras.Model(inp, out)
+
+
+def tiny_cnn(size=16, classes=3, seed=0, l2=0.0):
+    tf.keras.utils.set_random_seed(seed)
+    inp = tf.keras.Input((size, size, 3))
+    x = tf.keras.layers.Conv2D(8, 3, strides=2, padding="same")(inp)
+    x = tf.keras.layers.BatchNormalization()(x)
+    x = tf.keras.layers.ReLU(6.0)(x)
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    reg = tf.keras.regularizers.L2(l2) if l2 else None
+    out = tf.keras.layers.Dense(classes, activation="softmax", kernel_regularizer=reg)(x)
+    return tf.keras.Model(inp, out)
+
+
+def colour_data(n=48, size=16, classes=3, seed=0):
+    """Images whose class is the brightest channel: learnable in a few steps."""
+    rng = np.random.default_rng(seed)
+    y = rng.integers(0, classes, n)
+    x = rng.uniform(0, 120, (n, size, size, 3)).astype("float32")
+    for i, c in enumerate(y):
+        x[i, ..., c] += 120
+    return x, y.astype("int32")
+
+
+def wrap(model, optimizer=None, **kwargs):
+    sgt = SaliencyGuidedModel(model, **kwargs)
+    sgt.compile(optimizer or tf.keras.optimizers.SGD(0.0),
+                loss=tf.keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    return sgt
+
+
+def _softmax(z):
+    z = z - z.max(-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(-1, keepdims=True)
+
+
+@pytest.mark.parametrize("reduce", ["sum", "max"])
+def test_first_step_matches_hand_computation(reduce):
+    """Saliency (via l1), eps, masked fraction and KL of one step equal the closed form."""
+    size, classes = 4, 3
+    model = linear_model(size, classes, seed=1)
+    rng = np.random.default_rng(1)
+    x = rng.uniform(0, 255, (6, size, size, 3)).astype("float32")
+    y = rng.integers(0, classes, 6)
+    W, b = [v.numpy().astype("float64") for v in model.layers[-1].weights]
+    p = _softmax(x.reshape(6, -1) @ W + b)
+    onehot = np.eye(classes)[y]
+    grad = ((p - onehot) @ W.T).reshape(x.shape)  # dCE_i / dx_i
+    s = np.abs(grad).sum(-1) if reduce == "sum" else np.abs(grad).max(-1)
+    flat = np.sort(s.ravel())
+    eps = flat[int(np.floor(0.3 * (flat.size - 1)))]
+    mask = s <= eps
+    xm = np.where(mask[..., None], NEUTRAL_PIXEL, x)
+    q = _softmax(xm.reshape(6, -1) @ W + b)
+    kl = np.mean(np.sum(p * (np.log(p) - np.log(q)), -1))
+    ce = np.mean(-np.log(p[np.arange(6), y]))
+
+    sgt = wrap(model, mask_fraction=0.3, saliency_reduce=reduce, lambda1=2.0)
+    logs = sgt.train_on_batch(x, y, return_dict=True)
+    assert logs["l1"] == pytest.approx(s.mean(), rel=1e-4)
+    assert logs["eps"] == pytest.approx(eps, rel=1e-4)
+    assert logs["masked_fraction"] == pytest.approx(mask.mean(), abs=1e-6)
+    assert logs["kl"] == pytest.approx(kl, rel=1e-3)
+    assert logs["ce"] == pytest.approx(ce, rel=1e-5)
+    assert logs["loss"] == pytest.approx(ce + 2.0 * kl, rel=1e-4)
+
+
+@pytest.mark.parametrize("mask_value", ["neutral", "mean"])
+def test_fully_masked_kl_uses_mask_value(mask_value):
+    size, classes = 4, 3
+    model = linear_model(size, classes, seed=2)
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0, 255, (4, size, size, 3)).astype("float32")
+    y = rng.integers(0, classes, 4)
+    W, b = [v.numpy().astype("float64") for v in model.layers[-1].weights]
+    fill = (np.full_like(x, NEUTRAL_PIXEL) if mask_value == "neutral"
+            else np.broadcast_to(x.mean(axis=(1, 2), keepdims=True), x.shape))
+    p = _softmax(x.reshape(4, -1) @ W + b)
+    q = _softmax(fill.reshape(4, -1) @ W + b)
+    kl = np.mean(np.sum(p * np.log(p / q), -1))
+    logs = wrap(model, mask_fraction=1.0, mask_value=mask_value).train_on_batch(x, y, return_dict=True)
+    assert logs["masked_fraction"] == 1.0
+    assert logs["kl"] == pytest.approx(kl, rel=1e-3)
+    assert kl > 1e-4  # the two fills give different, non-trivial answers
+
+
+def test_noise_mask_changes_prediction():
+    model = linear_model(4, 3, seed=3)
+    x = np.full((4, 4, 4, 3), 127.5, "float32")  # neutral image: only noise can move it
+    logs = wrap(model, mask_fraction=1.0, mask_value="noise").train_on_batch(
+        x, np.zeros(4, "int32"), return_dict=True)
+    assert logs["kl"] > 0
+
+
+def test_nothing_masked_gives_zero_kl_and_loss_equals_ce_plus_regularizer():
+    model = tiny_cnn(seed=4, l2=0.05)
+    x, y = colour_data(8, seed=4)
+    p = model(x, training=True).numpy()
+    ce = np.mean(-np.log(p[np.arange(8), y]))
+    reg = float(tf.add_n(model.losses))
+    assert reg > 1e-3
+    logs = wrap(model, mask_fraction=0.0, lambda1=5.0).train_on_batch(x, y, return_dict=True)
+    assert logs["kl"] == 0.0
+    assert logs["masked_fraction"] == 0.0
+    assert logs["ce"] == pytest.approx(ce, rel=1e-5)
+    assert logs["loss"] == pytest.approx(ce + reg, rel=1e-5)
+    # and with masking the KL term is really there
+    logs = wrap(tiny_cnn(seed=4), mask_fraction=0.5).train_on_batch(x, y, return_dict=True)
+    assert logs["kl"] > 0
+
+
+def test_masked_fraction_tracks_target():
+    x, y = colour_data(64, seed=5)
+    sgt = wrap(tiny_cnn(seed=5), tf.keras.optimizers.Adam(1e-3), mask_fraction=0.3,
+               eps_momentum=0.5)
+    hist = sgt.fit(x, y, batch_size=16, epochs=3, verbose=0).history
+    assert hist["masked_fraction"][-1] == pytest.approx(0.3, abs=0.05)
+    # momentum 0 = exact per-batch quantile
+    sgt = wrap(tiny_cnn(seed=5), mask_fraction=0.7, eps_momentum=0.0)
+    for i in range(2):
+        logs = sgt.train_on_batch(x[16 * i:16 * (i + 1)], y[16 * i:16 * (i + 1)], return_dict=True)
+        assert logs["masked_fraction"] == pytest.approx(0.7, abs=0.01)
+
+
+def test_masked_pass_does_not_touch_inference_statistics():
+    """After a step, BN moving stats equal those of the clean pass alone (masked pass undone)."""
+    x, y = colour_data(8, seed=6)
+    reference = tiny_cnn(seed=6)
+    reference(x, training=True)  # the clean pass's moving-stat update
+    model = tiny_cnn(seed=6)
+    wrap(model, tf.keras.optimizers.SGD(0.1), mask_fraction=0.5).train_on_batch(x, y)
+    stats = [v for v in model.non_trainable_variables if "moving" in v.name]
+    assert len(stats) == 2
+    for v, r in zip(stats, [v for v in reference.non_trainable_variables if "moving" in v.name]):
+        np.testing.assert_allclose(v.numpy(), r.numpy(), rtol=1e-6)
+    assert not np.allclose(stats[0].numpy(), 0.0)  # the clean update did happen
+
+
+def test_fit_with_callbacks_logs_every_key_and_does_not_retrace(tmp_path):
+    x, y = colour_data(48, seed=7)
+    sgt = wrap(tiny_cnn(seed=7), tf.keras.optimizers.Adam(1e-2))
+    traces, counts = [], []
+
+    class Trace(tf.keras.callbacks.Callback):
+        def on_train_batch_end(self, batch, logs=None):
+            counts.append(int(self.model._trackers["kl"].count))
+
+        def on_epoch_end(self, epoch, logs=None):
+            traces.append(self.model.train_function.experimental_get_tracing_count())
+
+    hist = sgt.fit(x[:32], y[:32], batch_size=8, epochs=6, validation_data=(x[32:], y[32:]),
+                   verbose=0, callbacks=[Trace(), tf.keras.callbacks.CSVLogger(tmp_path / "h.csv"),
+                                         tf.keras.callbacks.EarlyStopping("val_loss", patience=10)])
+    keys = set(hist.history)
+    assert keys == SGT_KEYS | {"accuracy", "val_loss", "val_ce", "val_accuracy"}
+    assert traces[0] == traces[-1] and len(traces) == 6
+    assert (tmp_path / "h.csv").read_text().splitlines()[0].count(",") == len(keys)
+    assert counts == [1, 2, 3, 4] * 6  # trackers reset every epoch
+    assert hist.history["loss"][-1] < hist.history["loss"][0]
+    assert hist.history["ce"][-1] < 0.8 * hist.history["ce"][0]
+    assert hist.history["val_accuracy"][-1] > 0.6
+
+
+def test_plain_step_logs_and_learns():
+    x, y = colour_data(32, seed=8)
+    sgt = wrap(tiny_cnn(seed=8), tf.keras.optimizers.Adam(1e-2), guided=False)
+    hist = sgt.fit(x, y, batch_size=8, epochs=4, verbose=0).history
+    assert set(hist) == {"loss", "ce", "accuracy"}
+    assert hist["ce"][-1] < 0.8 * hist["ce"][0]
+
+
+def test_lambda2_adds_the_saliency_l1_gradient():
+    """SGD weight change with lambda2=1 minus with lambda2=0 is -lr * d mean|S| / dW."""
+    size, lr = 4, 0.5
+    x, y = colour_data(4, size=size, seed=9)
+    w0 = linear_model(size, seed=9).get_weights()
+    deltas = []
+    for lam2 in (0.0, 1.0):
+        model = linear_model(size, seed=9)
+        wrap(model, tf.keras.optimizers.SGD(lr), lambda1=0.0, lambda2=lam2).train_on_batch(x, y)
+        deltas.append([a - b for a, b in zip(model.get_weights(), w0)])
+    model = linear_model(size, seed=9)
+    xt = tf.constant(x)
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            inner.watch(xt)
+            ce = tf.reduce_sum(tf.keras.losses.sparse_categorical_crossentropy(y, model(xt)))
+        s = tf.reduce_sum(tf.abs(inner.gradient(ce, xt)), -1)
+        l1 = tf.reduce_mean(s)
+    expected = outer.gradient(l1, model.trainable_variables)
+    assert np.abs(expected[0].numpy()).max() > 1e-6
+    for d0, d1, g in zip(deltas[0], deltas[1], expected):
+        np.testing.assert_allclose(d1 - d0, -lr * g.numpy(), rtol=1e-3, atol=1e-8)
+
+
+def test_qat_model_trains_and_keeps_quantizer_ranges():
+    tfmot = pytest.importorskip("tensorflow_model_optimization")
+    x, y = colour_data(32, seed=10)
+    qat = tfmot.quantization.keras.quantize_model(tiny_cnn(seed=10))
+    reference = tfmot.quantization.keras.quantize_model(tiny_cnn(seed=10))
+    reference.set_weights(qat.get_weights())
+    reference(x[:8], training=True)
+    sgt = wrap(qat, tf.keras.optimizers.Adam(1e-2))
+    sgt.train_on_batch(x[:8], y[:8])
+    for v, r in zip(qat.non_trainable_variables, reference.non_trainable_variables):
+        np.testing.assert_allclose(v.numpy(), r.numpy(), rtol=1e-5, err_msg=v.name)
+    hist = sgt.fit(x, y, batch_size=8, epochs=4, verbose=0).history
+    assert SGT_KEYS <= set(hist)
+    assert hist["ce"][-1] < hist["ce"][0]
+    with pytest.raises(KvasirError, match="lambda2"):
+        SaliencyGuidedModel(qat, lambda2=0.1)
+
+
+def test_pact_model_logs_mean_alpha():
+    model_mod = pytest.importorskip("kvasir_tf.model")
+    model = model_mod.build_mobilenetv2(32, 3, alpha=0.35, activation="pact", dropout=0.0, seed=0)
+    x, y = colour_data(8, size=32, seed=11)
+    logs = wrap(model, tf.keras.optimizers.Adam(1e-2)).train_on_batch(x, y, return_dict=True)
+    assert logs["mean_alpha"] == pytest.approx(6.0, abs=0.05)  # alpha_init, one Adam step away
+    alphas = [v for v in model.trainable_variables if v.name.endswith("alpha:0")]
+    assert len(alphas) > 10
+    assert any(abs(float(a) - 6.0) > 1e-6 for a in alphas)  # alphas are trained
+
+
+@pytest.mark.parametrize("kwargs", [dict(mask_value="zero"), dict(saliency_reduce="mean"),
+                                    dict(mask_fraction=1.5), dict(eps_momentum=1.0),
+                                    dict(lambda1=-1.0)])
+def test_bad_arguments_raise_kvasir_error(kwargs):
+    with pytest.raises(KvasirError):
+        SaliencyGuidedModel(linear_model(), **kwargs)
+
+
+MIRRORED = textwrap.dedent("""
+    import json, sys
+    import numpy as np
+    import kvasir_tf, tensorflow as tf
+    cpu = tf.config.list_physical_devices("CPU")[0]
+    tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
+    sys.path.insert(0, sys.argv[1])
+    from tests.test_saliency_training import linear_model, colour_data, wrap
+    x, y = colour_data(4, size=4, seed=12)
+    out = {}
+    for name, n in (("single", 1), ("mirrored", 2)):
+        strategy = tf.distribute.MirroredStrategy([f"/cpu:{i}" for i in range(n)])
+        with strategy.scope():
+            model = linear_model(4, seed=12)
+            sgt = wrap(model, tf.keras.optimizers.SGD(0.5), mask_fraction=0.5, lambda1=3.0)
+        # 2 steps each: one device on x, x; two replicas on [x; x], [x; x] (x per replica)
+        xs, ys = np.concatenate([x] * 2 * n), np.concatenate([y] * 2 * n)
+        h = sgt.fit(xs, ys, batch_size=4 * n, epochs=1, shuffle=False, verbose=0).history
+        out[name] = {"w": [w.tolist() for w in model.get_weights()],
+                     "logs": {k: v[-1] for k, v in h.items()},
+                     "replicas": strategy.num_replicas_in_sync}
+    print(json.dumps(out))
+""")
+
+
+def test_mirrored_strategy_matches_single_device(tmp_path):
+    """Two replicas on [x; x] take the same steps as one device on x: per-replica scaling."""
+    from pathlib import Path
+    root = str(Path(__file__).resolve().parents[1])
+    script = tmp_path / "mirrored.py"
+    script.write_text(MIRRORED)
+    proc = subprocess.run([sys.executable, str(script), root], capture_output=True, text=True,
+                          timeout=300, cwd=root)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    out = json.loads(proc.stdout.strip().splitlines()[-1])
+    assert out["mirrored"]["replicas"] == 2
+    for a, b in zip(out["single"]["w"], out["mirrored"]["w"]):
+        np.testing.assert_allclose(np.array(b), np.array(a), rtol=1e-4, atol=1e-6)
+    for key in ("ce", "kl", "eps", "masked_fraction", "loss"):
+        assert out["mirrored"]["logs"][key] == pytest.approx(out["single"]["logs"][key], rel=1e-4)
+    assert out["single"]["logs"]["kl"] > 0
