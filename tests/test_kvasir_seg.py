@@ -9,7 +9,7 @@ from kvasir_tf.data.discovery import discover, mask_path
 from kvasir_tf.data.imageio import read_rgb
 from kvasir_tf.data.kvasir_seg import (PATCH_INDEX_NAME, build_patch_dataset, fov_mask, load_kvasir_seg,
                                        main, overlay_boxes, read_mask)
-from kvasir_tf.errors import DataError
+from kvasir_tf.errors import DataError, KvasirError
 
 # Real frames with a known overlay (found by looking at the data).
 GREEN_INSET = "cjyzu9th0qt4r0a46pyl4zik0"   # 720x576 frame with the green ScopeGuide inset
@@ -133,6 +133,12 @@ def test_patches_deterministic(seg_dir, tmp_path):
     c = build_patch_dataset(seg_dir, tmp_path / "c", patch_size=32, seed=6, limit=6)
     assert files(tmp_path / "a") == files(tmp_path / "b") and a.patches == b.patches
     assert a.patches != c.patches
+    # Rebuilding into a used folder replaces the earlier patches instead of mixing them in.
+    build_patch_dataset(seg_dir, tmp_path / "a", patch_size=32, seed=6, limit=6)
+    assert files(tmp_path / "a") == files(tmp_path / "c")
+    (tmp_path / "c" / "polyp" / "mine.png").write_bytes(b"x")
+    with pytest.raises(KvasirError, match="pick an empty --out"):
+        build_patch_dataset(seg_dir, tmp_path / "c", patch_size=32, seed=6, limit=6)
 
 
 def _seg_copy(seg_dir, root, n=3):

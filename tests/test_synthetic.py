@@ -113,6 +113,9 @@ def test_ensure_demo_data_generates_once_and_regenerates_when_incomplete(tmp_pat
     assert victim.read_bytes() == original
     ensure_demo_data(out, per_class=3, size=48, seed=1, classes=("polyps", "esophagitis"))
     assert (out / "esophagitis" / f"{image_name(2)}.jpg").is_file()
+    ensure_demo_data(out, per_class=1, size=48, seed=1, classes=("polyps", "esophagitis"))
+    assert discover(out).counts() == [0, 0, 1, 0, 0, 0, 1, 0]  # the larger run's extras are gone
+    assert len(list((out / MASKS_DIRNAME / "polyps").iterdir())) == 1
 
 
 def test_cli_writes_dataset_and_rejects_bad_arguments(tmp_path, capsys):

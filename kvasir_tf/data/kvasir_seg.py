@@ -106,7 +106,8 @@ def load_kvasir_seg(seg_dir) -> list:
 
 def read_mask(path) -> np.ndarray:
     """A Kvasir-SEG mask as a boolean (H, W) array (True = polyp)."""
-    return read_rgb(path).max(axis=2) >= MASK_THRESHOLD
+    rgb = read_rgb(path)
+    return np.maximum(np.maximum(rgb[..., 0], rgb[..., 1]), rgb[..., 2]) >= MASK_THRESHOLD
 
 
 # ----------------------------------------------------------------------------- field of view
@@ -282,15 +283,21 @@ def _window_sums(mask: np.ndarray, side: int) -> np.ndarray:
 def _pick(ok: np.ndarray, side: int, n: int, rng: np.random.Generator, taken: list) -> list:
     """Up to ``n`` random top-left corners where ``ok``, not overlapping crops already taken."""
     ys, xs = np.nonzero(ok)
+    free = np.ones(len(ys), bool)
+
+    def block(ty, tx, ts):  # overlap below 25% of a side is allowed
+        d = max(side, ts) * 0.75
+        free[(np.abs(ys - ty) < d) & (np.abs(xs - tx) < d)] = False
+
+    for t in taken:
+        block(*t)
     out = []
-    for j in rng.permutation(len(ys)):
-        if len(out) == n:
-            break
-        y, x = int(ys[j]), int(xs[j])
-        if all(abs(y - ty) >= max(side, ts) * 0.75 or abs(x - tx) >= max(side, ts) * 0.75
-               for ty, tx, ts in taken):
-            taken.append((y, x, side))
-            out.append((y, x, side))
+    while len(out) < n and free.any():
+        j = int(rng.choice(np.flatnonzero(free)))
+        win = (int(ys[j]), int(xs[j]), side)
+        taken.append(win)
+        out.append(win)
+        block(*win)
     return out
 
 
@@ -347,11 +354,14 @@ def build_patch_dataset(seg_dir, out_dir, patch_size: int = DEFAULT_PATCH_SIZE,
     if limit is not None:
         samples = samples[:limit]
     out = Path(out_dir)
-    if out.exists() and not out.is_dir():
-        raise KvasirError(f"{out} exists and is not a directory; pick another --out")
-    chosen = {k: [] for k in PATCH_CLASSES}  # class -> [(sample, image idx, (y, x, side), k)]
+    _prepare_out(out)
+    for cls in PATCH_CLASSES:
+        (out / cls).mkdir(parents=True, exist_ok=True)
+        (out / MASKS_DIRNAME / cls).mkdir(parents=True, exist_ok=True)
+    # Write every candidate crop as it is found (one decode per image), balance afterwards.
+    written = {k: [] for k in PATCH_CLASSES}
     skipped = []
-    for idx, sample in enumerate(samples):
+    for sample in samples:
         try:
             img = read_rgb(sample.image)
             polyp = read_mask(sample.mask)
@@ -361,48 +371,63 @@ def build_patch_dataset(seg_dir, out_dir, patch_size: int = DEFAULT_PATCH_SIZE,
         if polyp.shape != img.shape[:2]:
             skipped.append((sample.name, "mask size differs from image size"))
             continue
-        fov = fov_mask(img)
         rng = np.random.default_rng([int(seed), zlib.crc32(sample.name.encode())])
-        crops = _crops_for_image(img, polyp, fov, patches_per_image, tuple(scales), polyp_min_fraction, rng)
+        crops = _crops_for_image(img, polyp, fov_mask(img), patches_per_image, tuple(scales),
+                                 polyp_min_fraction, rng)
         if not crops["polyp"] and not crops["mucosa"]:
             skipped.append((sample.name, "no crop fits inside the field of view"))
             continue
         for cls in PATCH_CLASSES:
-            for k, win in enumerate(crops[cls]):
-                chosen[cls].append((idx, win, k))
+            for k, (y, x, side) in enumerate(crops[cls]):
+                crop = cv2.resize(img[y:y + side, x:x + side], (patch_size, patch_size),
+                                  interpolation=cv2.INTER_AREA)
+                mcrop = cv2.resize(polyp[y:y + side, x:x + side].astype(np.uint8) * 255,
+                                   (patch_size, patch_size), interpolation=cv2.INTER_NEAREST)
+                if cls == "polyp" and (mcrop > 0).mean() < polyp_min_fraction:
+                    continue  # resampling nudged it under the threshold
+                name = f"{sample.name}_{k}.png"
+                cv2.imwrite(str(out / cls / name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+                cv2.imwrite(str(out / MASKS_DIRNAME / cls / name), mcrop)
+                written[cls].append(PatchRecord(cls, name, sample.name, x, y, side))
     # Balance: keep an equal, seeded random subset of the larger class.
-    n = min(len(v) for v in chosen.values())
+    n = min(len(v) for v in written.values())
     rng = np.random.default_rng(seed)
+    records = []
     for cls in PATCH_CLASSES:
-        if len(chosen[cls]) > n:
-            keep = np.sort(rng.choice(len(chosen[cls]), n, replace=False))
-            chosen[cls] = [chosen[cls][i] for i in keep]
-    by_image, records = {}, []
-    for cls in PATCH_CLASSES:
-        (out / cls).mkdir(parents=True, exist_ok=True)
-        (out / MASKS_DIRNAME / cls).mkdir(parents=True, exist_ok=True)
-        for idx, win, k in chosen[cls]:
-            by_image.setdefault(idx, []).append((cls, win, k))
-    for idx in sorted(by_image):
-        sample = samples[idx]
-        img = read_rgb(sample.image)
-        polyp = read_mask(sample.mask)
-        for cls, (y, x, side), k in by_image[idx]:
-            crop = cv2.resize(img[y:y + side, x:x + side], (patch_size, patch_size), interpolation=cv2.INTER_AREA)
-            mcrop = cv2.resize(polyp[y:y + side, x:x + side].astype(np.uint8) * 255, (patch_size, patch_size),
-                               interpolation=cv2.INTER_NEAREST)
-            name = f"{sample.name}_{k}.png"
-            cv2.imwrite(str(out / cls / name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-            cv2.imwrite(str(out / MASKS_DIRNAME / cls / name), mcrop)
-            records.append(PatchRecord(cls, name, sample.name, x, y, side))
+        keep = set(rng.choice(len(written[cls]), n, replace=False).tolist()) if len(written[cls]) > n \
+            else set(range(n))
+        for i, rec in enumerate(written[cls]):
+            if i in keep:
+                records.append(rec)
+            else:
+                (out / cls / rec.file).unlink()
+                (out / MASKS_DIRNAME / cls / rec.file).unlink()
     records.sort(key=lambda r: (r.cls, r.file))
     with open(out / PATCH_INDEX_NAME, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["class", "file", "source", "x", "y", "side"])
         writer.writerows([r.cls, r.file, r.source, r.x, r.y, r.side] for r in records)
-    return PatchSummary(out_dir=out, counts={k: len(chosen[k]) for k in PATCH_CLASSES},
-                        images_used=len(by_image), images_total=len(samples), skipped=skipped,
-                        seconds=time.perf_counter() - t0, patches=records)
+    return PatchSummary(out_dir=out, counts={k: sum(r.cls == k for r in records) for k in PATCH_CLASSES},
+                        images_used=len({r.source for r in records}), images_total=len(samples),
+                        skipped=skipped, seconds=time.perf_counter() - t0, patches=records)
+
+
+def _prepare_out(out: Path) -> None:
+    """Remove the patches of an earlier run in ``out``; refuse to mix with anything else."""
+    if out.exists() and not out.is_dir():
+        raise KvasirError(f"{out} exists and is not a directory; pick another --out")
+    index = out / PATCH_INDEX_NAME
+    if index.is_file():
+        with open(index, newline="") as fh:
+            for row in csv.DictReader(fh):
+                for p in (out / row["class"] / row["file"], out / MASKS_DIRNAME / row["class"] / row["file"]):
+                    p.unlink(missing_ok=True)
+        index.unlink()
+    for cls in PATCH_CLASSES:
+        for d in (out / cls, out / MASKS_DIRNAME / cls):
+            if d.is_dir() and any(d.iterdir()):
+                raise KvasirError(f"{d} already holds files not written by this builder; "
+                                  "pick an empty --out")
 
 
 # ----------------------------------------------------------------------------- CLI

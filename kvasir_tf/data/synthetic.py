@@ -36,6 +36,7 @@ log = logging.getLogger(__name__)
 DEMO_PER_CLASS = 60
 DEMO_SIZE = 160
 STAMP_NAME = "_synthetic.json"
+NAME_PREFIX = "synth_"
 # Bump when the renderer changes so ensure_demo_data() regenerates stale demo folders.
 GENERATOR_VERSION = 1
 JPEG_QUALITY = 92
@@ -453,7 +454,7 @@ def _image_rng(seed: int, class_name: str, index: int) -> np.random.Generator:
 
 def image_name(index: int) -> str:
     """File stem of the index-th image of a class (same stem for its mask)."""
-    return f"synth_{index:05d}"
+    return f"{NAME_PREFIX}{index:05d}"
 
 
 def _params(per_class: int, size: int, seed: int, classes) -> dict:
@@ -479,6 +480,9 @@ def generate(out_dir, per_class: int = DEMO_PER_CLASS, size: int = DEMO_SIZE, se
         img_dir, mask_dir = out / k, out / MASKS_DIRNAME / k
         img_dir.mkdir(parents=True, exist_ok=True)
         mask_dir.mkdir(parents=True, exist_ok=True)
+        # Drop images of an earlier, larger run so the folder holds exactly this dataset.
+        for stale in [*img_dir.glob(f"{NAME_PREFIX}*.jpg"), *mask_dir.glob(f"{NAME_PREFIX}*.png")]:
+            stale.unlink()
         for i in range(per_class):
             rgb, mask = render(k, size, _image_rng(seed, k, i))
             ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
