@@ -1,0 +1,100 @@
+"""Evaluation runs the actual artifact: .tflite through ai-edge-litert agrees with the Keras model."""
+import json
+import shutil
+
+import numpy as np
+import pytest
+
+from kvasir_tf import evaluate as E
+from kvasir_tf.convert import sha256_file
+from kvasir_tf.errors import KvasirError
+from tests import convert_fixtures as F
+
+
+def _images(subset):
+    from kvasir_tf.data.pipeline import load_images
+    return load_images(F.split().paths(subset), F.SIZE)
+
+
+def test_int8_tflite_agrees_with_keras_top1():
+    sp = F.split()
+    tfl = E.evaluate(F.converted("int8"), F.run_dir(), subset="train", batch_size=8)
+    ker = E.evaluate(F.run_dir() / "checkpoints" / "best.keras", F.run_dir(), subset="train")
+    assert tfl["kind"] == "tflite" and ker["kind"] == "keras" and tfl["n"] == len(sp.train)
+    agree = np.mean(np.array(tfl["predictions"]) == np.array(ker["predictions"]))
+    assert agree >= 0.95
+    # the report's numbers are consistent with its own predictions
+    y = sp.labels("train")
+    assert tfl["labels"] == y.tolist()
+    assert tfl["accuracy"] == pytest.approx(np.mean(np.array(tfl["predictions"]) == y))
+    cm = np.array(tfl["confusion_matrix"])
+    assert cm.sum() == len(y) and np.trace(cm) == int(round(tfl["accuracy"] * len(y)))
+
+
+def test_predict_tflite_matches_keras_probabilities():
+    x = _images("train")[:7]
+    keras = F.trained_model().predict(x.astype(np.float32), verbose=0)
+    assert np.abs(E.predict(F.converted("float"), x) - keras).max() < 1e-4
+    assert np.abs(E.predict(F.converted("int8"), x) - keras).max() < 0.06
+
+
+def test_batched_equals_one_by_one():
+    x = _images("train")[:7]
+    p = E.Predictor(F.converted("int8"))
+    batched = p.predict(x, batch_size=4)      # 4 + 3 (padded) images
+    assert p._batch == 4
+    single = np.concatenate([p.predict(im[None], batch_size=1) for im in x])
+    assert np.array_equal(batched, single)
+
+
+def test_latency_stats():
+    r = E.latency(F.converted("int8"), threads=1, runs=12)
+    assert r["runs"] == 12 and r["threads"] == 1
+    assert 0 < r["min_ms"] <= r["median_ms"] <= r["p90_ms"]
+
+
+def test_cli_writes_report_table_and_png(tmp_path, capsys):
+    rc = E.main([str(F.converted("int8")), "--split", "test", "--out", str(tmp_path / "ev")])
+    out = capsys.readouterr().out
+    assert rc == 0
+    report = json.loads((tmp_path / "ev" / E.REPORT_NAME).read_text())
+    assert report["n"] == len(F.split().test) and report["subset"] == "test"
+    assert (tmp_path / "ev" / E.CM_PNG_NAME).read_bytes()[:4] == b"\x89PNG"
+    table = (tmp_path / "ev" / E.TABLE_NAME).read_text()
+    for name in F.CLASSES:
+        assert name in table and name in out
+    assert "confusion matrix" in out and f"MCC {report['mcc']:.4f}" in out
+
+
+def test_cli_missing_model(tmp_path, capsys):
+    rc = E.main([str(tmp_path / "none.tflite")])
+    assert rc == 2 and "not found" in capsys.readouterr().err
+
+
+def test_cli_sidecar_of_another_file(tmp_path, capsys):
+    src = F.converted("int8")
+    dst = tmp_path / "m.tflite"
+    shutil.copy(src, dst)
+    side = json.loads(src.with_suffix(".json").read_text())
+    side["sha256"] = sha256_file(F.converted("float"))
+    dst.with_suffix(".json").write_text(json.dumps(side))
+    rc = E.main([str(dst), "--run", str(F.run_dir())])
+    assert rc == 2 and "sha256 differs" in capsys.readouterr().err
+
+
+def test_cli_unknown_split_without_run(tmp_path, capsys):
+    dst = tmp_path / "m.tflite"
+    shutil.copy(F.converted("float"), dst)   # no sidecar, so no way to find the run
+    rc = E.main([str(dst)])
+    assert rc == 2 and "--run" in capsys.readouterr().err
+    assert E.main([str(dst), "--run", str(F.run_dir())]) == 0
+
+
+def test_class_names_must_match_split(tmp_path):
+    dst = tmp_path / "m.tflite"
+    shutil.copy(F.converted("int8"), dst)
+    side = json.loads(F.converted("int8").with_suffix(".json").read_text())
+    side["class_names"] = ["x", "y", "z"]
+    dst.with_suffix(".json").write_text(json.dumps(side))
+    with pytest.raises(KvasirError, match="trained on classes"):
+        E.evaluate(dst, F.run_dir())
