@@ -4,6 +4,7 @@ Validation is header-only (a few KB per file: signature, dimensions, end marker)
 scan of the full 8000-image Kvasir v2 takes seconds; the full decode happens once,
 in the pipeline's cache build, which drops (and counts) any file that still fails.
 """
+import csv
 import logging
 import os
 from concurrent.futures import ThreadPoolExecutor
@@ -18,6 +19,9 @@ log = logging.getLogger(__name__)
 
 # Per-image masks live beside the classes at root/_masks/<class>/<stem>.png.
 MASKS_DIRNAME = "_masks"
+# Patch datasets (kvasir_tf.data.kvasir_seg) list each patch's source image here; patches of one
+# source are not independent, so the split keeps them together. Columns: class, file, source, ...
+GROUPS_FILENAME = "_patches.csv"
 
 _GET_DATA = ("run `make demo` (or `kvasir-synth --out DIR`) for demo data, "
              "or `kvasir-data download DEST` for the real Kvasir v2")
@@ -33,6 +37,15 @@ class DatasetIndex:
     skipped: list                # [(posix path relative to root, reason)]
     layout: str                  # "kvasir-v2" | "class-folders"
     warnings: list = field(default_factory=list)
+    # Optional {relpath: group id}: items sharing a group (e.g. patches of one source image)
+    # must stay in one subset. None: every item is independent.
+    groups: dict | None = None
+
+    def group_of(self, relpath: str) -> str:
+        """The item's group id (its own relpath when it has none)."""
+        if self.groups is None:
+            return relpath
+        return self.groups.get(relpath, relpath)
 
     def counts(self) -> list:
         """Number of items per class, in class order."""
@@ -64,6 +77,41 @@ def mask_path(root, relpath):
     """The mask stored for an item at ``root/_masks/<class>/<stem>.png``, or None."""
     p = Path(root) / MASKS_DIRNAME / Path(relpath).with_suffix(".png")
     return p if p.is_file() else None
+
+
+def read_groups(root, items) -> dict | None:
+    """``{relpath: group}`` for ``items`` from ``root/_patches.csv`` (None when there is none).
+
+    A listed item's group is its ``source`` image; items not listed form their own group
+    (:func:`discover` warns with their count). Listed files that are not items are ignored.
+    """
+    root = Path(root)
+    path = root / GROUPS_FILENAME
+    if not path.is_file():
+        return None
+    try:
+        with open(path, newline="") as fh:
+            reader = csv.DictReader(fh)
+            need = {"class", "file", "source"}
+            if not need <= set(reader.fieldnames or ()):
+                raise ValueError(f"needs the columns {', '.join(sorted(need))}, has "
+                                 f"{', '.join(reader.fieldnames or ()) or 'none'}")
+            listed = {f"{row['class']}/{row['file']}": row["source"] for row in reader}
+    except (OSError, ValueError, csv.Error, UnicodeDecodeError) as exc:
+        raise DataError(f"{path}: unreadable patch index ({exc}); regenerate the patches "
+                        "(kvasir-data patches) or delete the file to split image by image") from None
+    groups, unlisted = {}, 0
+    for rel, _label in items:
+        src = listed.get(rel)
+        if src is None or src == "":
+            unlisted += 1
+            groups[rel] = rel        # relpaths contain "/", source names do not: no clash
+        else:
+            groups[rel] = src
+    n_sources = len({g for rel, g in groups.items() if g != rel})
+    log.info("%s: %d of %d item(s) grouped by source image (%d sources)", path,
+             len(items) - unlisted, len(items), n_sources)
+    return groups
 
 
 def _list_files(class_dir: Path):
@@ -168,5 +216,11 @@ def discover(data_dir, *, unknown_classes="use", validate=True) -> DatasetIndex:
         raise DataError(f"no usable images in {root} (folders: {', '.join(folders)}); {_GET_DATA}")
     if layout == "class-folders":
         log.info("%s: classes derived from folder names: %s", root, ", ".join(class_names))
+    groups = read_groups(root, items)
+    if groups is not None:
+        unlisted = sum(1 for rel, _ in items if groups[rel] == rel)
+        if unlisted:
+            warn(f"{root / GROUPS_FILENAME}: {unlisted} of {len(items)} image(s) are not listed; "
+                 "each is split as its own group (regenerate the patch index if they share sources)")
     return DatasetIndex(root=root, class_names=class_names, items=items, skipped=skipped,
-                        layout=layout, warnings=warnings)
+                        layout=layout, warnings=warnings, groups=groups)

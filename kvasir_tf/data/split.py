@@ -2,6 +2,10 @@
 
 Every later tool (evaluation, conversion comparison, saliency) reloads the manifest so
 it sees exactly the same test images as training did.
+
+When the dataset index carries groups (a patch dataset's ``_patches.csv`` names each patch's
+source image), the split is by group: all patches of one source image land in one subset, so
+no test patch shares an image with a training patch.
 """
 import json
 import logging
@@ -35,6 +39,13 @@ class Split:
     fractions: tuple = DEFAULT_FRACTIONS
     layout: str = "class-folders"
     notes: list = field(default_factory=list)
+    # Grouped split: {"by": what the groups are, "groups": n, "per_subset": {subset: n}};
+    # None: item by item.
+    grouping: dict | None = None
+
+    @property
+    def grouped(self) -> bool:
+        return self.grouping is not None
 
     def subset(self, name: str) -> list:
         if name not in SUBSETS:
@@ -67,6 +78,10 @@ def stratified_split(index: DatasetIndex, fractions=DEFAULT_FRACTIONS, seed: int
     A class with fewer than :func:`min_images_per_class` images cannot appear in every
     subset: ``small_classes="error"`` (default) raises, ``"train"`` puts it entirely into
     train, ``"drop"`` leaves it out (both warn). Classes with 0 images are ignored.
+
+    When ``index.groups`` is set, whole groups are assigned instead (see
+    :func:`_grouped_split`): no group crosses subsets, class proportions are kept as
+    closely as the group sizes allow, and "small" means fewer groups than subsets.
     """
     fractions = tuple(float(f) for f in fractions)
     if len(fractions) != 3 or any(f < 0 for f in fractions) or not math.isclose(sum(fractions), 1.0,
@@ -77,6 +92,8 @@ def stratified_split(index: DatasetIndex, fractions=DEFAULT_FRACTIONS, seed: int
         raise DataError("the train fraction must be > 0")
     if small_classes not in ("error", "train", "drop"):
         raise DataError(f"small_classes must be 'error', 'train' or 'drop', not {small_classes!r}")
+    if getattr(index, "groups", None) is not None:
+        return _grouped_split(index, fractions, seed, small_classes)
     need = min_images_per_class(fractions)
     by_class = [[] for _ in index.class_names]
     for rel, label in sorted(index.items):
@@ -112,6 +129,109 @@ def stratified_split(index: DatasetIndex, fractions=DEFAULT_FRACTIONS, seed: int
                  layout=index.layout, notes=notes)
 
 
+def _fractions_label(fractions) -> str:
+    return "/".join(f"{round(f * 100)}" for f in fractions)
+
+
+def _grouped_split(index: DatasetIndex, fractions, seed: int, small_classes: str) -> Split:
+    """Assign whole groups to subsets, greedily matching per-class target counts.
+
+    Targets are the per-class sizes of the item-wise split (:func:`_counts`). Groups are
+    visited in a seeded random order; each goes to the subset where it reduces the squared
+    per-class deviation from the targets most (deviations relative to the class size, so
+    small classes count as much as large ones). With single-item groups this reproduces the
+    item-wise per-class sizes exactly; with patch groups of 1-4 the sizes land within a few
+    items. Not largest-first (the bin-packing habit): that fills val/test with the leftover
+    small groups, i.e. the source images that gave the fewest patches (small polyps), a
+    systematic difference between training and test images.
+    """
+    need = min_images_per_class(fractions)
+    n_cls = len(index.class_names)
+    members = {}
+    for rel, label in sorted(index.items):
+        members.setdefault(index.group_of(rel), []).append((rel, label))
+    class_groups = [set() for _ in range(n_cls)]
+    class_items = [0] * n_cls
+    for gid, its in members.items():
+        for _, label in its:
+            class_groups[label].add(gid)
+            class_items[label] += 1
+    notes, forced, forced_labels, dropped = [], set(), set(), set()
+    for label, name in enumerate(index.class_names):
+        n, g = class_items[label], len(class_groups[label])
+        if n == 0 or g >= need:
+            continue
+        msg = (f"class '{name}' has {n} image(s) from {g} source group(s) but a grouped "
+               f"{_fractions_label(fractions)} split needs at least {need} groups")
+        if small_classes == "error":
+            raise DataError(f"{index.root / name}: {msg}; add images from other sources, remove the "
+                            "folder, or allow it with small_classes='train' (--small-classes train)")
+        notes.append(msg + (": all in train" if small_classes == "train" else ": dropped"))
+        log.warning(notes[-1])
+        if small_classes == "train":
+            forced |= class_groups[label]
+            forced_labels.add(label)
+        else:
+            dropped.add(label)
+    if dropped:
+        members = {gid: [m for m in its if m[1] not in dropped] for gid, its in members.items()}
+        members = {gid: its for gid, its in members.items() if its}
+    gids = sorted(members)
+    vec = np.zeros((len(gids), n_cls))
+    for i, gid in enumerate(gids):
+        for _, label in members[gid]:
+            vec[i, label] += 1
+    totals = vec.sum(axis=0)
+    target = np.zeros((len(SUBSETS), n_cls))
+    for label in range(n_cls):
+        n = int(totals[label])
+        if n == 0:
+            continue
+        if label in forced_labels:
+            target[:, label] = (n, 0, 0)
+        else:
+            target[:, label] = _counts(n, fractions)
+    scale = 1.0 / np.maximum(totals, 1.0) ** 2
+    active = [s for s, f in enumerate(fractions) if f > 0]
+    rng = np.random.default_rng(seed)
+    order = rng.permutation(len(gids))
+    count = np.zeros_like(target)
+
+    def cost(s, v):
+        # Change of sum_k ((count - target) / total)^2 when v joins subset s; ties go to
+        # the least filled subset, then to the first.
+        delta = float((v * (2 * (count[s] - target[s]) + v) * scale).sum())
+        return round(delta, 9), count[s].sum() / max(target[s].sum(), 1.0), s
+
+    assign = {}
+    for i in order:
+        v = vec[i]
+        s = 0 if gids[i] in forced else min(active, key=lambda s: cost(s, v))
+        count[s] += v
+        assign[gids[i]] = s
+    out = {name: [] for name in SUBSETS}
+    for gid, s in assign.items():
+        out[SUBSETS[s]].extend(members[gid])
+    for name in SUBSETS:
+        out[name].sort()
+    for label, cname in enumerate(index.class_names):
+        if totals[label] == 0 or label in forced_labels:
+            continue
+        empty = [SUBSETS[s] for s in active if count[s, label] == 0]
+        if empty:
+            notes.append(f"class '{cname}' has no image in {', '.join(empty)}: its "
+                         f"{len(class_groups[label])} source groups are too few or too large")
+            log.warning(notes[-1])
+    per_subset = {name: sum(1 for s in assign.values() if s == k) for k, name in enumerate(SUBSETS)}
+    grouping = {"by": "source", "groups": len(gids), "per_subset": per_subset}
+    notes.append(f"grouped by source image: {len(gids)} groups (train {per_subset['train']}, "
+                 f"val {per_subset['val']}, test {per_subset['test']}); no source is in two subsets")
+    log.info(notes[-1])
+    return Split(root=Path(index.root), class_names=list(index.class_names), seed=int(seed),
+                 train=out["train"], val=out["val"], test=out["test"], fractions=fractions,
+                 layout=index.layout, notes=notes, grouping=grouping)
+
+
 def _manifest_file(run_dir_or_file) -> Path:
     p = Path(run_dir_or_file)
     return p if p.suffix == ".json" else p / MANIFEST_NAME
@@ -130,6 +250,8 @@ def save_manifest(split: Split, run_dir_or_file) -> Path:
         "fractions": list(split.fractions),
         "notes": list(split.notes),
         "counts": {s: len(split.subset(s)) for s in SUBSETS},
+        # Absent from manifests written before grouped splits: read as None (item-wise).
+        "grouping": split.grouping,
     }
     for s in SUBSETS:
         doc[s] = [[rel, int(label)] for rel, label in split.subset(s)]
@@ -151,6 +273,9 @@ def load_manifest(run_dir_or_file, data_dir=None) -> Split:
             raise ValueError(f"version {doc.get('version')!r}")
         parts = {s: [(str(rel), int(label)) for rel, label in doc[s]] for s in SUBSETS}
         class_names = list(doc["class_names"])
+        grouping = doc.get("grouping")
+        if grouping is not None and not isinstance(grouping, dict):
+            raise ValueError(f"grouping {grouping!r}")
     except (ValueError, KeyError, TypeError) as exc:
         raise DataError(f"{path}: not a valid split manifest ({exc}); regenerate it by re-running "
                         "training or `kvasir-data split`") from None
@@ -165,4 +290,5 @@ def load_manifest(run_dir_or_file, data_dir=None) -> Split:
     return Split(root=root, class_names=class_names, seed=int(doc.get("seed", 0)),
                  train=parts["train"], val=parts["val"], test=parts["test"],
                  fractions=tuple(doc.get("fractions", DEFAULT_FRACTIONS)),
-                 layout=doc.get("layout", "class-folders"), notes=list(doc.get("notes", [])))
+                 layout=doc.get("layout", "class-folders"), notes=list(doc.get("notes", [])),
+                 grouping=grouping)
