@@ -1,0 +1,60 @@
+"""`make demo`: the whole pipeline on the embedded demo data, ending with a report.
+
+    python -m kvasir_tf.demo [--out runs/demo] [--quick]
+
+1. generate the demo dataset (8 Kvasir v2 classes, procedural) and print its summary;
+2. train float, SGT, TF-MOT QAT, PACT-QAT and SGT-PACT-QAT (QAT runs fine-tune the float/SGT runs);
+3. convert each to the artifacts a user deploys (float32, fp16, dynamic range, int8) and verify them;
+4. evaluate every artifact on the same test split, time it, and write the comparison report.
+Everything finished is reused on a second run.
+"""
+from __future__ import annotations
+
+import argparse
+import sys
+from pathlib import Path
+
+import kvasir_tf  # noqa: F401  (Keras 2 before TensorFlow)
+from kvasir_tf.errors import cli
+
+# --quick: the paper's model only, for a first look in about a minute.
+QUICK_MODELS = ("sgt-keras", "sgt-pact-qat-keras", "sgt-pact-qat-int8")
+
+
+def prepare_data(data_dir) -> Path:
+    """Generate (or reuse) the demo data and print what a user would get from `kvasir-data summary`."""
+    from kvasir_tf.data.cli import format_summary
+    from kvasir_tf.data.discovery import discover
+    from kvasir_tf.data.synthetic import ensure_demo_data
+    root = ensure_demo_data(data_dir)
+    print(format_summary(discover(root)))
+    return root
+
+
+def run_demo(out_dir="runs/demo", quick=False) -> dict:
+    from kvasir_tf import compare, train
+    data_dir = train.DEMO_DATA_DIR  # where `python -m kvasir_tf.train --demo` looks
+    print(f"== 1/3 demo data in {data_dir}")
+    prepare_data(data_dir)
+    print(f"== 2/3 train, convert and evaluate (runs and models under {out_dir})")
+    result = compare.run_comparison(out_dir, data_args=["--demo"],
+                                    variants=QUICK_MODELS if quick else None)
+    print("== 3/3 report")
+    print(result["files"]["markdown"].read_text())
+    for f in [result["files"]["markdown"], result["files"]["json"], *result["files"]["plots"]]:
+        print(f"wrote {f}")
+    return result
+
+
+@cli
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(prog="python -m kvasir_tf.demo", description=__doc__.split("\n\n")[0])
+    ap.add_argument("--out", default="runs/demo", help="where runs, models and the report go")
+    ap.add_argument("--quick", action="store_true", help="only the paper's model (SGT -> SGT-PACT-QAT int8)")
+    args = ap.parse_args(argv)
+    run_demo(args.out, args.quick)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

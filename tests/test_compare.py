@@ -1,0 +1,130 @@
+"""The comparison: agreement, headline ratios, tables, device-log merge, and one real small run."""
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from kvasir_tf import compare
+from kvasir_tf.errors import KvasirError
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = Path(__file__).resolve().parent / "data"
+
+
+def _row(name, train_mode, fmt, acc, preds, size_kb=100.0, lat=None):
+    return {"name": name, "label": name, "train_mode": train_mode, "format": fmt, "accuracy": acc,
+            "macro_sensitivity": acc, "macro_specificity": 0.9, "macro_f1": acc, "mcc": acc / 2,
+            "n": len(preds), "size_kb": size_kb, "predictions": list(preds),
+            **({"latency_1t_ms": lat} if lat is not None else {})}
+
+
+def _rows():
+    rows = {
+        "float-keras": _row("float-keras", "float", "keras", 0.80, [0, 1, 2, 3, 0, 1, 2, 3, 0, 1]),
+        "float": _row("float", "float", "float", 0.80, [0, 1, 2, 3, 0, 1, 2, 3, 0, 1], 400.0, 10.0),
+        "ptq-int8": _row("ptq-int8", "float", "int8", 0.70, [0, 1, 2, 3, 0, 1, 2, 3, 3, 3], 110.0, 4.0),
+        "qat-keras": _row("qat-keras", "qat", "keras", 0.75, [0, 1, 2, 3, 0, 1, 2, 0, 0, 1]),
+        "qat-int8": _row("qat-int8", "qat", "int8", 0.74, [0, 1, 2, 3, 0, 1, 2, 0, 0, 2], 105.0, 3.5),
+    }
+    compare._agreement(rows)
+    return rows
+
+
+def test_agreement_against_float_and_source_model():
+    rows = _rows()
+    assert rows["float"]["agreement"] == 100.0
+    assert rows["ptq-int8"]["agreement"] == 80.0          # two of ten differ from float-keras
+    assert rows["qat-int8"]["agreement_source"] == 90.0   # one of ten differs from qat-keras
+    assert rows["qat-int8"]["agreement"] == 80.0
+    assert "agreement_source" not in rows["qat-keras"]    # a Keras row is its own source
+
+
+def test_headline_ratios_follow_the_rows():
+    h = compare.headline(_rows())
+    assert h["int8_size_ratio"] == pytest.approx(110.0 / 400.0)
+    assert h["int8_latency_ratio_1t"] == pytest.approx(0.4)
+    assert h["ptq_drop_points"] == pytest.approx(10.0)
+    assert h["qat_int8_minus_keras_points"] == pytest.approx(-1.0)
+    assert h["qat_int8_agreement_with_keras"] == 90.0
+
+
+def test_reports_written(tmp_path):
+    files = compare.write_reports(_rows(), tmp_path, context={"seed": 0})
+    md = files["markdown"].read_text()
+    assert "| ptq-int8 | 0.700 |" in md and "| float-keras |" in md
+    assert "- int8_size_ratio: 0.275" in md
+    doc = json.loads(files["json"].read_text())
+    assert doc["rows"]["qat-int8"]["agreement_source"] == 90.0
+    assert "predictions" not in doc["rows"]["qat-int8"]
+    assert [p.name for p in files["plots"]] == ["accuracy_vs_size.png", "accuracy_vs_latency.png"]
+    for p in files["plots"]:
+        assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_device_logs_merge_into_rows():
+    rows = _rows()
+    compare.merge_device_logs(rows, {"qat-int8": DATA / "firmware_serial.log",
+                                     "ptq-int8": DATA / "benchmark_model_android.txt"})
+    from kvasir_tf import device_logs as dl
+    serial = dl.parse_serial((DATA / "firmware_serial.log").read_text())
+    assert rows["qat-int8"]["device_latency_ms"] == pytest.approx(serial["latency_median_ms"])
+    bench = dl.parse_benchmark_model((DATA / "benchmark_model_android.txt").read_text())
+    assert rows["ptq-int8"]["device_latency_ms"] == pytest.approx(
+        bench.get("inference_median_ms", bench["inference_avg_ms"]))
+    assert "device ms" in compare.markdown_table(rows)
+    with pytest.raises(KvasirError, match="no such row"):
+        compare.merge_device_logs(rows, {"nope": DATA / "firmware_serial.log"})
+
+
+def test_unknown_model_and_recipe_are_errors(tmp_path):
+    with pytest.raises(KvasirError, match="unknown model"):
+        compare.select_variants(["float", "int4"])
+    with pytest.raises(KvasirError, match="unknown recipe"):
+        compare.train_runs(tmp_path, ["float"], data_args=["--demo"], recipe="magic")
+
+
+def test_cli_rejects_bad_device_log(tmp_path):
+    out = subprocess.run([sys.executable, str(REPO / "tools" / "compare.py"), "--demo", "--out",
+                          str(tmp_path), "--device-log", "float"], capture_output=True, text=True,
+                         cwd=tmp_path, timeout=300)
+    assert out.returncode == 2
+    assert out.stderr.strip().startswith("error: --device-log 'float'")
+    assert "Traceback" not in out.stderr
+
+
+def test_small_comparison_end_to_end(tmp_path, monkeypatch):
+    """Train one tiny float run on demo data, convert it twice, measure every artifact."""
+    monkeypatch.chdir(tmp_path)
+    from kvasir_tf.data.synthetic import ensure_demo_data
+    from kvasir_tf.train import DEMO_DATA_DIR
+    ensure_demo_data(DEMO_DATA_DIR, per_class=12, size=48)
+    names = ["float-keras", "float", "ptq-int8"]
+    result = compare.run_comparison(
+        tmp_path / "cmp", data_args=["--demo"], variants=names,
+        train_args=["--image-size", "32", "--epochs", "1", "--batch-size", "16", "--verbose", "0"])
+    rows = result["rows"]
+    assert list(rows) == names
+    n_test = rows["float-keras"]["n"]
+    assert n_test > 0 and all(r["n"] == n_test for r in rows.values())
+    # The float32 TFLite file computes what the Keras model computes.
+    assert rows["float"]["agreement"] >= 90.0
+    # int8 is roughly a quarter of float32 (weights dominate even a tiny model).
+    assert rows["ptq-int8"]["size_kb"] < 0.4 * rows["float"]["size_kb"]
+    assert result["headline"]["int8_size_ratio"] == pytest.approx(
+        rows["ptq-int8"]["size_kb"] / rows["float"]["size_kb"])
+    for name in ("float", "ptq-int8"):
+        r = rows[name]
+        assert 0 < r["latency_1t_ms"] <= r["latency_1t_p90_ms"]
+        assert r["peak_memory_mb"] > 0
+    for key in ("accuracy", "macro_sensitivity", "macro_specificity"):
+        assert all(0.0 <= r[key] <= 1.0 for r in rows.values())
+    # A second call reuses the run and the files instead of training again.
+    before = (tmp_path / "cmp" / "models" / "ptq-int8.tflite").stat().st_mtime_ns
+    again = compare.run_comparison(
+        tmp_path / "cmp", data_args=["--demo"], variants=names, latency_runs=50,
+        train_args=["--image-size", "32", "--epochs", "1", "--batch-size", "16", "--verbose", "0"])
+    assert (tmp_path / "cmp" / "models" / "ptq-int8.tflite").stat().st_mtime_ns == before
+    assert np.isclose(again["rows"]["ptq-int8"]["accuracy"], rows["ptq-int8"]["accuracy"])
