@@ -4,9 +4,15 @@ Forward: ``y = round(clip(x, 0, alpha) * (2^k - 1) / alpha) * alpha / (2^k - 1)`
 The rounding is a straight-through estimator: dy/dx = 1 for 0 <= x < alpha, else 0;
 dy/dalpha = 1 where x >= alpha, else 0 (the PACT paper's gradient, eq. 3).
 
-The forward is TensorFlow's ``FakeQuantWithMinMaxVars(min=0, max=alpha)`` op. With min exactly 0
-the op's zero point is exactly 0, so it computes the formula above, and the TFLite converter
-turns it into a plain int8 tensor with scale alpha/255 and zero point -128: no clip op survives.
+The forward is built from TensorFlow's 8-bit ``FakeQuantWithMinMaxVars`` op, which the TFLite
+converter turns into plain int8 tensors: one fake quant over [0, alpha] (min exactly 0 gives zero
+point exactly 0, so it is the formula above for k = 8); Conv + BN + PACT then convert to one int8
+op whose output has scale alpha/255, zero point -128 and no clip op. For k < 8 a second 8-bit
+fake quant over [0, alpha * 255 / (2^k - 1)] (step alpha / (2^k - 1)) rounds onto the k-bit grid:
+exactly the formula for k in {2, 4} (2^k - 1 divides 255), within alpha/510 otherwise, and always
+exactly 2^k levels. Deployment stays int8: the converter folds that second fake quant into the
+first, so an exported k < 8 model keeps the learned range [0, alpha] on the finer 8-bit grid
+(a 4-bit FakeQuant op, the obvious alternative, does not convert to int8 at all).
 The gradient is written out by hand (plain ops) so that double backprop -- needed by the
 saliency L1 term -- works, which TF's FakeQuant gradient op does not allow.
 
@@ -23,7 +29,8 @@ from kvasir_tf.errors import KvasirError
 # Smallest clipping level alpha may take; a run whose alphas sit here has collapsed.
 ALPHA_MIN = 1e-2
 DEFAULT_BITS = 8
-MIN_BITS, MAX_BITS = 2, 8  # FakeQuant needs >= 2 bits; deployment is int8
+DEPLOY_BITS = 8  # every exported tensor is int8
+MIN_BITS, MAX_BITS = 2, DEPLOY_BITS
 
 
 def check_bits(bits) -> int:
@@ -41,8 +48,13 @@ def pact_quantize(x, alpha, bits: int = DEFAULT_BITS):
 
     @tf.custom_gradient
     def _pact(x, alpha):
+        zero = tf.zeros_like(alpha)
         y = tf.quantization.fake_quant_with_min_max_vars(
-            x, tf.zeros_like(alpha), alpha, num_bits=bits, narrow_range=False)
+            x, zero, alpha, num_bits=DEPLOY_BITS, narrow_range=False)
+        if bits < DEPLOY_BITS:  # a range that makes the 8-bit step alpha / (2^k - 1)
+            step_range = alpha * ((2 ** DEPLOY_BITS - 1) / (2 ** bits - 1))
+            y = tf.quantization.fake_quant_with_min_max_vars(
+                y, zero, step_range, num_bits=DEPLOY_BITS, narrow_range=False)
 
         def grad(dy):
             inside = tf.logical_and(x >= 0.0, x < alpha)
@@ -91,6 +103,11 @@ class PACT(tf.keras.layers.Layer):
             regularizer=tf.keras.regularizers.L2(self.eta) if self.eta > 0 else None,
             constraint=MinValue(ALPHA_MIN), trainable=True)
         super().build(input_shape)
+
+    def build_from_config(self, config):
+        """Build on first call, like Keras' built-in layers do when wrapped: a QuantizeWrapper
+        lists its layer's weights as its own only if the layer is already built, and .keras
+        files store that list by position, so an early build would break QAT model loading."""
 
     def call(self, inputs):
         return pact_quantize(inputs, self.alpha, self.bits)
