@@ -325,9 +325,11 @@ def _rep_dataset(images: np.ndarray):
 
 # ----------------------------------------------------------------------------- conversion
 
-def _converter(model, mode: str, rep_images=None, qat=False):
+def _converter(model, mode: str, rep_images=None, qat=False, per_tensor=False):
     import tensorflow as tf
     conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    if per_tensor:  # one scale per weight tensor: ~12 bytes/channel smaller, usually less accurate
+        conv._experimental_disable_per_channel = True
     if mode == "fp16":
         conv.optimizations = [tf.lite.Optimize.DEFAULT]
         conv.target_spec.supported_types = [tf.float16]
@@ -456,7 +458,7 @@ def format_ops(ops) -> str:
 # ----------------------------------------------------------------------------- writers
 
 def build_sidecar(tflite_path: Path, info: dict, *, mode, image_size, class_names, source,
-                  source_kind, quantization, calibration) -> dict:
+                  source_kind, quantization, calibration, per_tensor=False) -> dict:
     inp, out = info["input"], info["output"]
 
     def tensor(detail, role):
@@ -480,6 +482,7 @@ def build_sidecar(tflite_path: Path, info: dict, *, mode, image_size, class_name
         "size_bytes": tflite_path.stat().st_size,
         "mode": mode,
         "quantization": quantization,
+        "weight_granularity": None if mode != "int8" else ("per-tensor" if per_tensor else "per-channel"),
         "image_size": image_size,
         "channels": 3,
         "color_order": "RGB",
@@ -559,11 +562,13 @@ def default_out_path(source: Source, mode: str) -> Path:
 
 def convert(source, out_path=None, mode="int8", *, representative=None, num_calibration=None,
             allow_fewer=False, force=False, c_array=False, debug_report=False, class_names=None,
-            data_dir=None, verbose=True) -> ConversionResult:
+            data_dir=None, per_tensor=False, verbose=True) -> ConversionResult:
     """Convert ``source`` (run dir, Keras file or a loaded tf.keras.Model) and verify the result.
 
     representative: a Split, a data dir / manifest path, or uint8 images [N, H, W, 3]; default
     is the run's training split. Needed for int8 of a float model; optional for QAT.
+    per_tensor: PTQ int8 with one weight scale per tensor instead of per output channel
+    (smaller file: per-channel scales/zero points cost 12 bytes per channel; less accurate).
     """
     if mode not in MODES:
         raise KvasirError(f"unknown mode {mode!r}; use one of {', '.join(MODES)}")
@@ -608,6 +613,8 @@ def convert(source, out_path=None, mode="int8", *, representative=None, num_cali
                 force, labels, labels_text)
 
     qat = is_qat(model)
+    if per_tensor and (mode != "int8" or qat):
+        raise KvasirError("--per-tensor applies to post-training --int8 of a float model only")
     if debug_report and (mode != "int8" or qat):
         raise KvasirError("--debug-report is for post-training int8 quantization of a float model; "
                           "drop it for QAT models and float/fp16/dynamic conversions")
@@ -637,7 +644,7 @@ def convert(source, out_path=None, mode="int8", *, representative=None, num_cali
     if content is None:
         if mode == "int8":
             rep_images = calibrate()
-        content = _convert(_converter(model, mode, rep_images, qat=qat))
+        content = _convert(_converter(model, mode, rep_images, qat=qat, per_tensor=per_tensor))
     calibration = (None if rep_images is None else
                    {"num_images": int(len(rep_images)), "subset": "train", "seed": CALIBRATION_SEED})
     info = verify(content, mode, image_size, num_classes)
@@ -647,7 +654,7 @@ def convert(source, out_path=None, mode="int8", *, representative=None, num_cali
     labels.write_text(labels_text)
     meta = build_sidecar(out_path, info, mode=mode, image_size=image_size, class_names=names,
                          source=src.path, source_kind=src.kind, quantization=quant,
-                         calibration=calibration)
+                         calibration=calibration, per_tensor=per_tensor)
     if notes:
         meta["notes"] = notes
     sidecar.write_text(json.dumps(meta, indent=2) + "\n")

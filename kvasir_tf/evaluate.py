@@ -6,6 +6,7 @@ split manifest, so every model in a comparison sees the same images.
 
     python -m kvasir_tf.evaluate MODEL --data-dir DATA [--run RUN_DIR | --manifest split.json]
                                  [--split test] [--out DIR] [--batch-size 32]
+    python -m kvasir_tf.evaluate MODEL.tflite --latency [--threads 1] [--runs 50]
 """
 from __future__ import annotations
 
@@ -217,6 +218,10 @@ def _parser():
     ap.add_argument("--split", default="test", choices=("train", "val", "test"))
     ap.add_argument("--out", help="directory for eval_report.json, eval_table.txt, confusion_matrix.png")
     ap.add_argument("--batch-size", type=int, default=DEFAULT_BATCH)
+    ap.add_argument("--latency", action="store_true",
+                    help="only measure host latency of a .tflite (no data needed)")
+    ap.add_argument("--threads", type=int, default=1, help="--latency: interpreter threads")
+    ap.add_argument("--runs", type=int, default=DEFAULT_LATENCY_RUNS, help="--latency: timed invokes")
     return ap
 
 
@@ -225,6 +230,13 @@ def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     if args.batch_size < 1:
         raise KvasirError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.latency:
+        if args.threads < 1 or args.runs < 1:
+            raise KvasirError("--threads and --runs must be >= 1")
+        r = latency(args.model, threads=args.threads, runs=args.runs)
+        print(f"{args.model}: median {r['median_ms']:.2f} ms, p90 {r['p90_ms']:.2f} ms "
+              f"({r['runs']} runs, {r['threads']} thread(s), {r['runtime']})")
+        return 0
     p = Predictor(args.model)
     manifest = args.manifest or args.run or p.run_dir
     if manifest is None:

@@ -272,3 +272,25 @@ def test_cli_overwrite_refused(tmp_path, capsys):
     rc, err = _cli(capsys, F.run_dir(), "--float", "--out", out)
     assert rc == 2 and "--force" in err
     assert _cli(capsys, F.run_dir(), "--float", "--out", out, "--force")[0] == 0
+
+
+def test_mobilenetv2_int8_has_no_float_op(tmp_path):
+    """The real architecture (residual ADDs, Preprocess, softmax) converts to integer-only."""
+    from kvasir_tf.model import build_mobilenetv2
+    m = build_mobilenetv2(32, 3, alpha=0.35, seed=0)
+    imgs = np.random.default_rng(0).integers(0, 256, (4, 32, 32, 3), dtype=np.uint8)
+    res = C.convert(m, tmp_path / "mnv2.tflite", "int8", representative=imgs,
+                    class_names=list(F.CLASSES), verbose=False)
+    info = C.inspect_tflite(res.tflite_path.read_bytes())
+    assert info["float_ops"] == [] and info["ops"].count("ADD") == 11  # 10 residual + pixel map
+    assert (res.sidecar["input"]["scale"], res.sidecar["input"]["zero_point"]) == (1.0, -128)
+
+
+def test_per_tensor_is_smaller_by_the_channel_metadata(tmp_path):
+    res = C.convert(F.run_dir(), tmp_path / "pt.tflite", "int8", per_tensor=True, verbose=False)
+    it = C.make_interpreter(model_path=res.tflite_path, delegates=False)
+    assert max(t["quantization_parameters"]["scales"].size for t in it.get_tensor_details()) == 1
+    assert res.size_bytes < F.converted("int8").stat().st_size
+    assert res.sidecar["weight_granularity"] == "per-tensor"
+    with pytest.raises(KvasirError, match="per-tensor"):
+        C.convert(F.run_dir(), tmp_path / "x.tflite", "float", per_tensor=True, verbose=False)

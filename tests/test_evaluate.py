@@ -98,3 +98,11 @@ def test_class_names_must_match_split(tmp_path):
     dst.with_suffix(".json").write_text(json.dumps(side))
     with pytest.raises(KvasirError, match="trained on classes"):
         E.evaluate(dst, F.run_dir())
+
+
+def test_cli_latency_only(capsys):
+    assert E.main([str(F.converted("int8")), "--latency", "--runs", "5", "--threads", "2"]) == 0
+    out = capsys.readouterr().out
+    assert "median" in out and "5 runs, 2 thread(s)" in out
+    assert E.main([str(F.run_dir() / "checkpoints" / "best.keras"), "--latency"]) == 2
+    assert "convert" in capsys.readouterr().err

@@ -2,7 +2,8 @@
 """Convert a training run (or a .keras model) to a verified TFLite model with sidecar and labels.
 
     tools/convert.py RUN_DIR_OR_MODEL --int8|--float|--fp16|--dynamic [--out PATH] [--data-dir DIR]
-                     [--num-calibration N] [--allow-fewer] [--c-array] [--debug-report] [--force]
+                     [--num-calibration N] [--allow-fewer] [--c-array] [--debug-report]
+                     [--per-tensor] [--force]
 
 --int8 on a float model is post-training quantization calibrated on the run's training split
 (default up to 300 images; an explicit --num-calibration larger than the split is an error
@@ -36,6 +37,8 @@ def _parser():
     ap.add_argument("--c-array", action="store_true", help="also write model_data.cc/.h for TFLite Micro")
     ap.add_argument("--debug-report", action="store_true",
                     help="per-layer quantization error CSV (post-training --int8 only)")
+    ap.add_argument("--per-tensor", action="store_true",
+                    help="post-training --int8 with one weight scale per tensor (smaller, less accurate)")
     ap.add_argument("--force", action="store_true", help="overwrite existing output files")
     return ap
 
@@ -56,7 +59,7 @@ def main(argv=None) -> int:
         print(f"note: --c-array with --{mode}: TFLite Micro runs int8 models best", file=sys.stderr)
     convert(args.source, args.out, mode, num_calibration=args.num_calibration,
             allow_fewer=args.allow_fewer, force=args.force, c_array=args.c_array,
-            debug_report=args.debug_report, data_dir=args.data_dir)
+            debug_report=args.debug_report, data_dir=args.data_dir, per_tensor=args.per_tensor)
     return 0
 
 
