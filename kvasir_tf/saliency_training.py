@@ -15,7 +15,8 @@ callbacks, metrics and progress bars keep working. One guided step:
 Cost, by operation count: plain step = 1 forward + 1 backward; guided step = 2 forwards +
 1 input-only backward + 1 backward through both passes (~2.3x). ``lambda2 > 0`` records the
 input backward on the weight tape (double backprop): a further backward-of-backward, measured
-~1.5-2x the guided step (see tools/benchmark_train.py), which is why ``lambda2`` defaults to 0.
+2.4x the guided step's time and 2.5x its peak memory (MobileNetV2 1.0, 224 px, batch 32, CPU;
+tools/benchmark_train.py), which is why ``lambda2`` defaults to 0.
 """
 import kvasir_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 
@@ -61,7 +62,7 @@ class SaliencyGuidedModel(tf.keras.Model):
         guided: False = plain supervised step (same logs minus kl/l1/masked_fraction/eps).
         lambda1: weight of KL(softmax f(X) || softmax f(X_masked)).
         lambda2: weight of the saliency L1 term ``mean|S|``. Default 0: it needs double
-            backprop (extra backward-of-backward, ~1.5-2x the step) and, in a QAT model,
+            backprop (extra backward-of-backward, ~2.4x the step) and, in a QAT model,
             TensorFlow's FakeQuant gradient ops have no gradient, so the term would train
             nothing; use it for float/SGT training only.
         mask_fraction: target fraction of pixels masked per batch (paper: 0.5).
