@@ -1,0 +1,347 @@
+"""python -m kvasir_tf.train: run directory, resume after SIGKILL, Ctrl-C, NaN stop, --init-from.
+
+Everything trains MobileNetV2 alpha 0.35 at 32 px on 5 synthetic images per class (24 train
+/ 8 val / 8 test), batch 8: the cost is mostly tracing the train step once per process.
+"""
+import csv
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+import kvasir_tf  # noqa: F401
+from kvasir_tf import train as T
+from kvasir_tf.errors import KvasirError
+
+import tensorflow as tf  # noqa: E402
+
+EPOCHS = 5
+TINY = ["--image-size", "32", "--alpha", "0.35", "--batch-size", "8", "--seed", "3",
+        "--bn-momentum", "0.9", "--verbose", "0"]
+PER_CLASS, SIZE = 5, 40
+
+
+def _tiny_data(root: Path) -> Path:
+    from kvasir_tf.data import synthetic
+    return synthetic.generate(root, per_class=PER_CLASS, size=SIZE, seed=0)
+
+
+def _history(run: Path) -> list:
+    with open(run / "history.csv") as f:
+        return list(csv.DictReader(f))
+
+
+def _ckpt_vars(path) -> dict:
+    """All float/int tensors of a tf.train.Checkpoint (model, optimizer slots, eps, epoch)."""
+    reader = tf.train.load_checkpoint(str(path))
+    out = {}
+    for name in reader.get_variable_to_shape_map():
+        value = reader.get_tensor(name)
+        if isinstance(value, np.ndarray) and value.dtype.kind in "fiu":
+            out[name] = value
+    return out
+
+
+# ----------------------------------------------------------------------------- fast checks
+def test_cli_without_data_explains_and_fails(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(T.DATA_ENV, raising=False)
+    assert T.main(["--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no dataset")
+    assert "--data-dir" in err and "--demo" in err and "kvasir-data download" in err
+    assert not (tmp_path / "runs").exists()  # never trains on nothing
+
+
+def test_defaults_paper_and_demo():
+    paper = T.config_from_args([])
+    assert (paper.mode, paper.epochs, paper.batch_size, paper.mask_fraction) == ("sgt-pact-qat", 50, 128, 0.5)
+    assert (paper.image_size, paper.alpha, paper.bn_momentum) == (224, 1.0, None)
+    demo = T.config_from_args(["--demo", "--epochs", "2"])
+    assert demo.demo and demo.epochs == 2  # explicit flags win over the demo defaults
+    assert demo.image_size == T.DEMO_DEFAULTS["image_size"] and demo.alpha == T.DEMO_DEFAULTS["alpha"]
+
+
+@pytest.mark.parametrize("flags,match", [
+    (["--mask-fraction", "1.5"], "--mask-fraction"),
+    (["--bits", "9"], "--bits"),
+    (["--epochs", "0"], "--epochs"),
+    (["--weights", "/nonexistent/w.h5"], "--weights"),
+    (["--demo", "--data-dir", "x"], "exclude"),
+])
+def test_bad_flags_are_one_line_errors(flags, match):
+    with pytest.raises(KvasirError, match=match):
+        T.config_from_args(flags).validate()
+
+
+def test_adam_alpha_lr_scales_only_the_alpha_step():
+    a, w = tf.Variable(1.0), tf.Variable(1.0)
+    opt = T.AdamWithAlphaLR(1e-2, alpha_vars=[a], alpha_lr_ratio=10.0)
+    for _ in range(3):
+        opt.apply_gradients([(tf.constant(0.5), a), (tf.constant(0.5), w)])
+    # Adam's step with a constant gradient is lr per step; alpha's is 10x.
+    assert 1.0 - float(w.numpy()) == pytest.approx(3e-2, rel=1e-3)
+    assert 1.0 - float(a.numpy()) == pytest.approx(3e-1, rel=1e-3)
+
+
+def test_guard_stops_on_collapsed_alpha_and_nan():
+    model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(2,))])
+    alphas = [tf.Variable(T.ALPHA_MIN), tf.Variable(T.ALPHA_MIN * 1.5)]
+    guard = T._Guard(alphas)
+    guard.set_model(model)
+    guard.on_epoch_end(0, {"loss": 1.0})
+    assert model.stop_training and "alpha collapsed" in guard.reason
+    guard = T._Guard([tf.Variable(6.0)])
+    guard.set_model(model)
+    model.stop_training = False
+    guard.on_train_batch_end(4, {"loss": float("nan"), "mean_alpha": 6.0})
+    assert model.stop_training and "loss became nan" in guard.reason and "batch 5" in guard.reason
+
+
+def test_truncate_history_drops_redone_epochs(tmp_path):
+    p = tmp_path / "history.csv"
+    p.write_text("epoch,loss\n0,1.0\n1,0.9\n2,0.8\n")
+    T._truncate_history(p, 2)
+    assert p.read_text() == "epoch,loss\n0,1.0\n1,0.9\n"
+
+
+def test_load_run_and_init_from_need_a_run(tmp_path):
+    with pytest.raises(KvasirError, match="config.json"):
+        T.load_run(tmp_path)
+    cfg = T.TrainConfig(mode="qat", image_size=32, alpha=0.35, init_from=str(tmp_path))
+    with pytest.raises(KvasirError, match="config.json"):
+        T.build_model(cfg, 8)
+
+
+# ----------------------------------------------------------------------------- one demo run
+@pytest.fixture(scope="module")
+def demo_run(tmp_path_factory):
+    """The paper's mode via ``--demo`` (demo data made tiny), EPOCHS epochs, in-process."""
+    from kvasir_tf.data import synthetic
+    work = tmp_path_factory.mktemp("demo")
+    cwd = os.getcwd()
+    orig = synthetic.ensure_demo_data
+    synthetic.ensure_demo_data = lambda out_dir: _tiny_data(Path(out_dir))
+    os.chdir(work)
+    try:
+        t0 = time.perf_counter()
+        rc = T.main(["--demo", "--epochs", str(EPOCHS), *TINY, "--out", "run"])
+        print(f"demo run: {time.perf_counter() - t0:.0f}s")
+    finally:
+        synthetic.ensure_demo_data = orig
+        os.chdir(cwd)
+    assert rc == 0
+    return work / "run"
+
+
+def test_demo_run_directory_is_complete(demo_run):
+    for rel in ["config.json", "split.json", "history.csv", "test_metrics.json", "confusion_matrix.png",
+                "checkpoints/best.keras", "checkpoints/last.keras", "checkpoints/state.json",
+                "checkpoints/resume/checkpoint"]:
+        assert (demo_run / rel).is_file(), rel
+    assert list((demo_run / "tb").rglob("events.out.tfevents.*"))
+    cfg = json.loads((demo_run / "config.json").read_text())
+    assert cfg["mode"] == "sgt-pact-qat" and cfg["image_size"] == 32 and cfg["alpha"] == 0.35
+    assert cfg["bits"] == 8 and cfg["seed"] == 3 and len(cfg["class_names"]) == 8
+    assert Path(cfg["data_dir"]).name == "demo_data"
+    state = json.loads((demo_run / "checkpoints/state.json").read_text())
+    assert state["epochs_completed"] == EPOCHS and 1 <= state["best_epoch"] <= EPOCHS
+
+
+def test_history_logs_every_loss_term(demo_run):
+    from kvasir_tf import quantization
+    rows = _history(demo_run)
+    cfg = json.loads((demo_run / "config.json").read_text())
+    n_alphas = len(quantization.pact_alphas(quantization.load_model(demo_run / "checkpoints/last.keras")))
+    assert n_alphas > 10
+    assert [int(r["epoch"]) for r in rows] == list(range(EPOCHS))
+    for col in ["loss", "ce", "kl", "l1", "masked_fraction", "eps", "mean_alpha", "accuracy",
+                "val_loss", "val_accuracy"]:
+        assert col in rows[0], col
+    for r in rows:
+        assert abs(float(r["masked_fraction"]) - 0.5) < 0.15   # eps tracks the 50 % target
+        assert float(r["kl"]) >= 0 and float(r["eps"]) > 0
+        assert T.ALPHA_MIN <= float(r["mean_alpha"]) <= 6.0 + 1e-3
+        # loss = ce + lambda1 * kl + eta * sum(alpha^2)   (lambda2 = 0, lambda1 = 1)
+        reg = float(r["loss"]) - float(r["ce"]) - float(r["kl"])
+        assert 0 < reg <= cfg["eta"] * n_alphas * 6.0 ** 2 + 1e-4, reg
+
+
+def test_a_few_epochs_lower_the_loss(demo_run):
+    ce = [float(r["ce"]) for r in _history(demo_run)]
+    assert ce[-1] < ce[0] - 0.1, ce
+
+
+def test_test_metrics_match_the_saved_best_model(demo_run):
+    m = json.loads((demo_run / "test_metrics.json").read_text())
+    cm = np.array(m["confusion_matrix"])
+    assert cm.shape == (8, 8) and cm.sum() == m["n"] == 8      # 1 test image per class
+    assert m["accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+    for i, name in enumerate(m["class_names"]):
+        c = m["per_class"][name]
+        tp, fn, fp = cm[i, i], cm[i].sum() - cm[i, i], cm[:, i].sum() - cm[i, i]
+        assert c["sensitivity"] == pytest.approx(tp / (tp + fn) if tp + fn else 0.0)
+        assert c["specificity"] == pytest.approx((cm.sum() - tp - fn - fp) / (cm.sum() - tp - fn))
+    # Recompute from the best checkpoint and the manifest's test split: same matrix.
+    model, cfg, split = T.load_run(demo_run)
+    from kvasir_tf.data import pipeline
+    x = pipeline.load_images(split.paths("test"), cfg["image_size"]).astype(np.float32)
+    pred = np.argmax(model.predict(x, verbose=0), axis=1)
+    from kvasir_tf import metrics
+    again = metrics.classification_report(split.labels("test"), pred, split.class_names)
+    assert again["confusion_matrix"] == m["confusion_matrix"]
+
+
+def test_new_run_refuses_to_overwrite(demo_run):
+    cfg = T.TrainConfig.from_run(demo_run, resume=False)
+    assert Path(cfg.out) == demo_run  # stored absolute
+    with pytest.raises(KvasirError, match="--resume"):
+        T.train(cfg)
+
+
+# ----------------------------------------------------------------------------- kill -9 + resume
+def _launch(args, cwd):
+    env = dict(os.environ, PYTHONUNBUFFERED="1")
+    return subprocess.Popen([sys.executable, "-m", "kvasir_tf.train", *args], cwd=cwd, env=env,
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+
+
+def _wait_for_checkpoint(proc, run, number, timeout=600):
+    state = run / "checkpoints" / "resume" / "checkpoint"
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        if state.is_file() and f'"ckpt-{number}"' in state.read_text():
+            return
+        if proc.poll() is not None:
+            pytest.fail(f"training exited early:\n{proc.stdout.read()[-3000:]}")
+        time.sleep(0.05)
+    proc.kill()
+    pytest.fail("no checkpoint in time")
+
+
+def test_resume_after_sigkill_equals_uninterrupted(demo_run, tmp_path):
+    """SIGKILL after epoch 2, --resume: identical weights, optimizer slots and eps.
+
+    Tolerance 0: with op determinism, a fixed (seed, epoch) data order, re-seeded dropout
+    and the same decoded-image cache, the resumed epochs run the same ops on the same bits.
+    """
+    data = demo_run.parent / "demo_data"
+    run = tmp_path / "b"
+    proc = _launch(["--data-dir", str(data), "--epochs", str(EPOCHS), *TINY, "--out", str(run)], tmp_path)
+    _wait_for_checkpoint(proc, run, 2)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert proc.returncode == -signal.SIGKILL
+    res = subprocess.run([sys.executable, "-m", "kvasir_tf.train", "--resume", str(run)], cwd=tmp_path,
+                         capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "resuming" in res.stdout
+    a = _ckpt_vars(demo_run / "checkpoints" / "resume" / f"ckpt-{EPOCHS}")
+    b = _ckpt_vars(run / "checkpoints" / "resume" / f"ckpt-{EPOCHS}")
+    assert a.keys() == b.keys() and len(a) > 100
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    assert [r["epoch"] for r in _history(run)] == [str(e) for e in range(EPOCHS)]
+    assert [r["ce"] for r in _history(run)] == [r["ce"] for r in _history(demo_run)]
+
+
+# ----------------------------------------------------------------------------- Ctrl-C, NaN, init-from
+class _Poison(tf.keras.callbacks.Callback):
+    """Makes the model's first kernel NaN at the start of one epoch."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_train_batch_begin(self, batch, logs=None):
+        if self.epoch_now == self.epoch and batch == 1:
+            w = self.model.trainable_variables[0]
+            w.assign(tf.fill(w.shape, float("nan")))
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_now = epoch
+
+
+class _CtrlC(tf.keras.callbacks.Callback):
+    """Sends this process SIGINT in the middle of one epoch."""
+
+    def __init__(self, epoch):
+        super().__init__()
+        self.epoch = epoch
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epoch_now = epoch
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.epoch_now == self.epoch and batch == 0:
+            os.kill(os.getpid(), signal.SIGINT)
+
+
+@pytest.fixture(scope="module")
+def float_run(tmp_path_factory):
+    """A float run interrupted by Ctrl-C in epoch 2, resumed, then stopped by NaN in epoch 3."""
+    work = tmp_path_factory.mktemp("float")
+    run, data = work / "run", _tiny_data(work / "data")
+    cfg = T.config_from_args(["--mode", "float", "--data-dir", str(data), "--epochs", "4", *TINY,
+                              "--out", str(run)])
+    with pytest.raises(T.TrainingInterrupted, match="--resume") as interrupted:
+        T.train(cfg, callbacks=[_CtrlC(epoch=1)])
+    stopped = None
+    try:
+        T.train(T.TrainConfig.from_run(run, resume=True), callbacks=[_Poison(epoch=2)])
+    except T.TrainingStopped as exc:
+        stopped = exc
+    return run, str(interrupted.value), stopped
+
+
+def test_ctrl_c_saves_and_exits_cleanly(float_run):
+    run, message, _ = float_run
+    assert "epoch 1 is the last completed" in message
+    assert (run / "checkpoints" / "interrupted.keras").is_file()
+    assert tf.train.load_checkpoint(str(run / "checkpoints/resume/ckpt-1")) is not None
+
+
+def test_nan_stops_and_keeps_the_last_good_checkpoint(float_run):
+    run, _, stopped = float_run
+    assert stopped is not None, "a NaN loss must stop the run"
+    msg = str(stopped)
+    assert "nan" in msg.lower() and "epoch 3" in msg and "last good checkpoint (epoch 2)" in msg
+    state = json.loads((run / "checkpoints/state.json").read_text())
+    assert state["epochs_completed"] == 2
+    assert tf.train.latest_checkpoint(str(run / "checkpoints/resume")).endswith("ckpt-2")
+    from kvasir_tf import quantization
+    last = quantization.load_model(run / "checkpoints/last.keras")
+    assert all(np.isfinite(w).all() for w in last.get_weights())
+    ckpt = _ckpt_vars(run / "checkpoints/resume/ckpt-2")
+    kernel = last.get_layer("Conv1").kernel.numpy()
+    assert any(v.shape == kernel.shape and np.array_equal(v, kernel) for v in ckpt.values())
+    assert not (run / "test_metrics.json").exists()
+
+
+def test_init_from_loads_float_weights_into_the_qat_model(float_run):
+    run = float_run[0]
+    from kvasir_tf import quantization
+    source = quantization.load_model(run / "checkpoints/best.keras")
+    cfg = T.TrainConfig(mode="sgt-pact-qat", image_size=32, alpha=0.35, init_from=str(run), seed=9)
+    qat = T.build_model(cfg, len(json.loads((run / "config.json").read_text())["class_names"]))
+    assert quantization.is_qat_model(qat)
+    # QAT wrappers keep the wrapped layer's variable names (Conv1/kernel:0 in quant_Conv1).
+    qvars = {v.name: v for v in qat.weights}
+    compared = 0
+    for w in source.weights:
+        np.testing.assert_array_equal(qvars[w.name].numpy(), w.numpy(), err_msg=w.name)
+        compared += 1
+    assert compared > 100
+    assert all(float(a.numpy()) == cfg.pact_alpha_init for a in quantization.pact_alphas(qat))
+
+
+def test_init_from_rejects_a_qat_run(demo_run):
+    cfg = T.TrainConfig(mode="pact-qat", image_size=32, alpha=0.35, init_from=str(demo_run))
+    with pytest.raises(KvasirError, match="float or sgt"):
+        T.build_model(cfg, 8)
