@@ -11,7 +11,7 @@ import tensorflow as tf
 
 from kvasir_tf.errors import KvasirError
 from kvasir_tf.pact import PACT
-from kvasir_tf.preprocessing import preprocess
+from kvasir_tf.preprocessing import PIXEL_OFFSET, PIXEL_SCALE
 
 ACTIVATIONS = ("relu6", "pact")
 IMAGENET_ALPHAS = (0.35, 0.5, 0.75, 1.0, 1.3, 1.4)
@@ -20,10 +20,17 @@ MIN_IMAGE_SIZE = 32
 
 @tf.keras.utils.register_keras_serializable(package="kvasir_tf")
 class Preprocess(tf.keras.layers.Layer):
-    """The pixel map as a named layer, so quantization can give it a fixed-range config."""
+    """The pixel map :func:`~kvasir_tf.preprocessing.preprocess` as a layer of its own, so QAT
+    can fix its ranges. It converts to two int8 ops (MUL, ADD); ``scale_activation`` is the
+    hook QAT uses to fix the range of the tensor between them too (else the converter takes
+    it from calibration data and clips pixels the calibration set did not contain)."""
+
+    def __init__(self, **kwargs):
+        super().__init__(**kwargs)
+        self.scale_activation = tf.keras.activations.linear
 
     def call(self, inputs):
-        return preprocess(tf.cast(inputs, tf.float32))
+        return self.scale_activation(tf.cast(inputs, tf.float32) * PIXEL_SCALE) + PIXEL_OFFSET
 
     def compute_output_shape(self, input_shape):
         return input_shape

@@ -34,7 +34,7 @@ from tensorflow_model_optimization.python.core.quantization.keras import (
 from kvasir_tf.errors import KvasirError
 from kvasir_tf.model import Preprocess, has_nested_model
 from kvasir_tf.pact import DEPLOY_BITS, PACT, MinValue
-from kvasir_tf.preprocessing import PIXEL_MAX, PIXEL_MIN, preprocess
+from kvasir_tf.preprocessing import PIXEL_MAX, PIXEL_MIN, PIXEL_SCALE, preprocess
 
 SCHEMES = ("default", "pact")
 
@@ -87,26 +87,31 @@ class PACTQuantizeConfig(tfmot.quantization.keras.QuantizeConfig):
         return {}
 
 
+def _fixed(lo, hi):
+    return quantizers.FixedQuantizer(num_bits=DEPLOY_BITS, init_min=float(lo), init_max=float(hi),
+                                     narrow_range=False)
+
+
 @tf.keras.utils.register_keras_serializable(package="kvasir_tf")
 class PreprocessQuantizeConfig(PACTQuantizeConfig):
-    """The pixel map's output is fixed to the image of [0, 255], not learned from data."""
+    """Both tensors of the pixel map (p * scale, then + offset) get the image of [0, 255] as a
+    fixed range, so the int8 model does not depend on the calibration data's pixel range."""
+
+    def get_activations_and_quantizers(self, layer):
+        return [(layer.scale_activation, _fixed(PIXEL_MIN * PIXEL_SCALE, PIXEL_MAX * PIXEL_SCALE))]
+
+    def set_quantize_activations(self, layer, quantize_activations):
+        layer.scale_activation = quantize_activations[0]
 
     def get_output_quantizers(self, layer):
-        return [quantizers.FixedQuantizer(
-            num_bits=DEPLOY_BITS, init_min=float(preprocess(PIXEL_MIN)),
-            init_max=float(preprocess(PIXEL_MAX)), narrow_range=False)]
-
-
-def _input_quantizer():
-    return quantizers.FixedQuantizer(num_bits=DEPLOY_BITS, init_min=PIXEL_MIN, init_max=PIXEL_MAX,
-                                     narrow_range=False)
+        return [_fixed(preprocess(PIXEL_MIN), preprocess(PIXEL_MAX))]
 
 
 class _FixedRangeInputLayerQuantize(transforms8.InputLayerQuantize):
     """InputLayer -> QuantizeLayer over the fixed pixel range (TF-MOT learns it from data)."""
 
     def replacement(self, match_layer):
-        quant_layer = quantize_layer.QuantizeLayer(_input_quantizer())
+        quant_layer = quantize_layer.QuantizeLayer(_fixed(PIXEL_MIN, PIXEL_MAX))
         layer_config = quantize_utils.serialize_layer(quant_layer, use_legacy_format=True)
         layer_config["name"] = quant_layer.name
         return LayerNode(layer_config, input_layers=[match_layer])

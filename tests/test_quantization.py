@@ -1,0 +1,205 @@
+"""TF-MOT QAT: PACT quantizers use the learned alpha, int8 conversion params, save/load."""
+import numpy as np
+import pytest
+
+import kvasir_tf  # noqa: F401
+import tensorflow as tf
+
+from kvasir_tf import quantization as q
+from kvasir_tf.errors import KvasirError
+from kvasir_tf.model import Preprocess, build_mobilenetv2
+from kvasir_tf.pact import PACT
+from kvasir_tf.preprocessing import INPUT_INT8_SCALE, INPUT_INT8_ZERO_POINT
+
+
+def tiny_model(activation="pact", bits=8, alpha=6.0, seed=0):
+    """pixels -> Preprocess -> Conv -> BN -> PACT/ReLU6 (the model output, to read its params)."""
+    tf.keras.utils.set_random_seed(seed)
+    inp = tf.keras.Input((8, 8, 3))
+    x = Preprocess(name="preprocess")(inp)
+    x = tf.keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="conv")(x)
+    x = tf.keras.layers.BatchNormalization(name="bn")(x)
+    if activation == "pact":
+        x = PACT(bits=bits, alpha_init=alpha, eta=1e-3, name="act")(x)
+    else:
+        x = tf.keras.layers.ReLU(6.0, name="act")(x)
+    return tf.keras.Model(inp, x)
+
+
+def pixels(n=16, lo=0, hi=256, seed=0):
+    return np.random.RandomState(seed).randint(lo, hi, (n, 8, 8, 3)).astype("float32")
+
+
+def to_int8_tflite(model, calib):
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    conv = tf.lite.TFLiteConverter.from_keras_model(model)
+    conv.optimizations = [tf.lite.Optimize.DEFAULT]
+    conv.representative_dataset = lambda: ([calib[i:i + 1]] for i in range(len(calib)))
+    conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+    conv.inference_input_type = tf.int8
+    conv.inference_output_type = tf.int8
+    interp = Interpreter(model_content=conv.convert(),
+                         experimental_op_resolver_type=OpResolverType.BUILTIN_WITHOUT_DEFAULT_DELEGATES)
+    interp.allocate_tensors()
+    return interp
+
+
+def _wrapper(qat, name):
+    return qat.get_layer("quant_" + name)
+
+
+@pytest.mark.parametrize("bits", [8, 4])
+def test_int8_pact_output_is_one_op_with_range_0_alpha(bits):
+    qat = q.apply_qat(tiny_model(bits=bits), "pact")
+    alpha = 1.3
+    q.pact_alphas(qat)[0].assign(alpha)
+    interp = to_int8_tflite(qat, pixels())
+    scale, zero_point = interp.get_output_details()[0]["quantization"]
+    assert scale == pytest.approx(alpha / 255, rel=1e-5)
+    assert zero_point == -128
+    ops = [d["op_name"] for d in interp._get_ops_details()]
+    assert ops == ["MUL", "ADD", "CONV_2D"]  # the pixel map, then Conv+BN+PACT fused: no clip op
+
+
+@pytest.mark.parametrize("scheme", ["default", "pact"])
+def test_int8_input_is_raw_pixel_minus_128_whatever_the_calibration(scheme):
+    qat = q.apply_qat(tiny_model("pact" if scheme == "pact" else "relu6"), scheme)
+    calib = pixels(lo=60, hi=190)  # narrow data: a learned/calibrated range would not be 0..255
+    qat(calib, training=True)  # what QAT training would do to a data-driven input range
+    interp = to_int8_tflite(qat, calib)
+    detail = interp.get_input_details()[0]
+    assert detail["dtype"] == np.int8
+    scale, zero_point = detail["quantization"]
+    assert scale == pytest.approx(INPUT_INT8_SCALE, rel=1e-6) and zero_point == INPUT_INT8_ZERO_POINT
+    # and the int8 model agrees with the QAT model on raw pixels fed as p - 128
+    x = pixels(4, seed=3)
+    out = interp.get_output_details()[0]
+    got = []
+    for img in x:
+        interp.set_tensor(detail["index"], (img[None] - 128).astype(np.int8))
+        interp.invoke()
+        s, z = out["quantization"]
+        got.append((interp.get_tensor(out["index"]).astype(np.float32) - z) * s)
+    want = qat(x, training=False).numpy()
+    # int8 rounding differs in a few places by one step; a clipped input range would not
+    assert np.abs(np.concatenate(got) - want).mean() < 0.25 * out["quantization"][0]
+    assert np.abs(np.concatenate(got) - want).max() <= 3.01 * out["quantization"][0]
+
+
+def test_qat_pact_quantizer_range_is_the_learned_alpha():
+    model = tiny_model(alpha=6.0)
+    kernel = model.get_layer("conv").kernel
+    kernel.assign(tf.reshape(tf.linspace(-2.0, 2.0, int(np.prod(kernel.shape))), kernel.shape))
+    qat = q.apply_qat(model, "pact")
+    wrapper = _wrapper(qat, "act")
+    assert isinstance(wrapper.layer, PACT)
+    assert isinstance(wrapper.quantize_config, q.PACTQuantizeConfig)
+    assert wrapper.layer.alpha is q.pact_alphas(qat)[0]
+    assert any(v is wrapper.layer.alpha for v in qat.trainable_weights)
+    x = pixels(4)
+    pre = tf.keras.Model(qat.input, _wrapper(qat, "bn").output)(x, training=False).numpy()
+    assert pre.max() > 3 and pre.min() < 0
+    for alpha in (2.0, 0.5):
+        wrapper.layer.alpha.assign(alpha)
+        y = qat(x, training=False).numpy()
+        assert y.max() == pytest.approx(alpha, rel=1e-6)
+        assert y.min() == 0.0
+        levels = np.unique(y)
+        assert np.diff(levels).min() == pytest.approx(alpha / 255, rel=1e-3)
+        # same pre-activations, only alpha changed: every value is clip(x,0,alpha) on alpha/255 steps
+        np.testing.assert_allclose(y, np.round(np.clip(pre, 0, alpha) * 255 / alpha) * alpha / 255,
+                                   atol=1e-5)
+
+
+def test_alpha_gradient_flows_in_the_qat_model():
+    qat = q.apply_qat(tiny_model(alpha=0.5), "pact")
+    alpha = q.pact_alphas(qat)[0]
+    with tf.GradientTape() as tape:
+        y = qat(pixels(4), training=True)
+        loss = tf.reduce_sum(y)
+    g = float(tape.gradient(loss, alpha))
+    # d sum(y) / d alpha = number of pre-activations >= alpha (the PACT gradient)
+    bn_out = tf.keras.Model(qat.input, _wrapper(qat, "bn").output)(pixels(4), training=True)
+    assert g == pytest.approx(float(tf.reduce_sum(tf.cast(bn_out >= 0.5, tf.float32))), rel=1e-4)
+    assert g > 0
+
+
+def test_alpha_penalty_survives_qat():
+    model = tiny_model(alpha=3.0)
+    qat = q.apply_qat(model, "pact")
+    assert sum(float(l) for l in qat.losses) == pytest.approx(1e-3 * 9.0)
+
+
+@pytest.mark.parametrize("suffix", [".keras", ".h5"])
+def test_qat_save_reload_identical_predictions(tmp_path, suffix):
+    qat = q.apply_qat(tiny_model(bits=4), "pact")
+    qat.compile("adam", "mse")
+    qat.fit(pixels(8), np.zeros((8, 8, 8, 4), np.float32), epochs=1, verbose=0)
+    q.pact_alphas(qat)[0].assign(2.345)
+    path = q.save_model(qat, tmp_path / f"qat{suffix}")
+    loaded = q.load_model(path)
+    assert q.is_qat_model(loaded)
+    assert [float(a) for a in q.pact_alphas(loaded)] == pytest.approx([2.345])
+    x = pixels(4, seed=5)
+    np.testing.assert_array_equal(qat.predict(x, verbose=0), loaded.predict(x, verbose=0))
+    for a, b in zip(qat.weights, loaded.weights):
+        np.testing.assert_array_equal(a.numpy(), b.numpy())
+
+
+def test_load_model_errors(tmp_path):
+    with pytest.raises(KvasirError, match="not found"):
+        q.load_model(tmp_path / "missing.keras")
+    bad = tmp_path / "bad.keras"
+    bad.write_bytes(b"not a model")
+    with pytest.raises(KvasirError, match="bad.keras"):
+        q.load_model(bad)
+    with pytest.raises(KvasirError, match=".keras"):
+        q.save_model(tiny_model(), tmp_path / "model.pb")
+
+
+def test_apply_qat_refuses_mismatched_or_nested_models():
+    with pytest.raises(KvasirError, match="scheme='pact'"):
+        q.apply_qat(tiny_model("pact"), "default")
+    with pytest.raises(KvasirError, match="PACT layers"):
+        q.apply_qat(tiny_model("relu6"), "pact")
+    with pytest.raises(KvasirError, match="unknown QAT scheme"):
+        q.apply_qat(tiny_model("relu6"), "int4")
+    inner = tiny_model("relu6")
+    inp = tf.keras.Input((8, 8, 3))
+    with pytest.raises(KvasirError, match="nested"):
+        q.apply_qat(tf.keras.Model(inp, inner(inp)), "default")
+
+
+@pytest.fixture(scope="module")
+def mobilenet_qat():
+    float_model = build_mobilenetv2(32, 3, alpha=0.35, activation="pact", seed=0)
+    return float_model, q.apply_qat(float_model, "pact")
+
+
+def test_mobilenet_pact_qat_structure(mobilenet_qat):
+    float_model, qat = mobilenet_qat
+    wrappers = [l for l in qat.layers if isinstance(getattr(l, "layer", None), PACT)]
+    assert len(wrappers) == 35 == len(q.pact_alphas(float_model)) == len(q.pact_alphas(qat))
+    assert all(isinstance(w.quantize_config, q.PACTQuantizeConfig) for w in wrappers)
+    # the BN feeding each PACT is not quantized on its own (Conv+BN+PACT fuse into one int8 op)
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_configs as configs8)
+    for w in wrappers:
+        bn = w._inbound_nodes[0].inbound_layers
+        assert isinstance(bn.quantize_config, configs8.NoOpQuantizeConfig), bn.name
+    assert not any(isinstance(l, tf.keras.Model) for l in qat.layers)
+
+
+def test_mobilenet_pact_qat_trains_and_reloads(mobilenet_qat, tmp_path):
+    _, qat = mobilenet_qat
+    rng = np.random.RandomState(0)
+    y = np.arange(12) % 3  # dark / mid / bright images: a task a few steps can fit
+    x = (rng.uniform(0, 80, (12, 32, 32, 3)) + 85 * y[:, None, None, None]).astype("float32")
+    before = [float(a) for a in q.pact_alphas(qat)]
+    qat.compile(tf.keras.optimizers.Adam(1e-3), "sparse_categorical_crossentropy")
+    losses = [float(qat.train_on_batch(x, y)) for _ in range(8)]
+    assert np.isfinite(losses).all() and np.mean(losses[-2:]) < 0.7 * losses[0], losses
+    after = [float(a) for a in q.pact_alphas(qat)]
+    assert max(abs(a - b) for a, b in zip(after, before)) > 1e-3  # alphas are trained
+    loaded = q.load_model(q.save_model(qat, tmp_path / "m.keras"))
+    np.testing.assert_array_equal(qat.predict(x, verbose=0), loaded.predict(x, verbose=0))
