@@ -20,6 +20,12 @@ pure function of ``(seed, epoch)``: each epoch gets a fresh dataset seeded from 
 every ``tf.random.Generator`` in the model is re-seeded at the epoch start. The epoch
 counter therefore *is* the data RNG state, so a resumed run replays exactly the epochs an
 uninterrupted run would have.
+
+Stopping: a non-finite loss or weight, or a mean PACT alpha pinned near its floor, stops the
+run before that epoch is checkpointed (the last good epoch stays in ``last.keras`` and the
+resume checkpoint). The first Ctrl-C stops after the current batch, writes the weights to
+``checkpoints/interrupted.keras`` and leaves the resume checkpoint at the last *completed*
+epoch, so ``--resume`` stays exact; a second Ctrl-C aborts at once.
 """
 from __future__ import annotations
 

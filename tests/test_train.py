@@ -285,11 +285,15 @@ class _CtrlC(tf.keras.callbacks.Callback):
 
 @pytest.fixture(scope="module")
 def float_run(tmp_path_factory):
-    """A float run interrupted by Ctrl-C in epoch 2, resumed, then stopped by NaN in epoch 3."""
+    """A float run interrupted by Ctrl-C in epoch 2, resumed, then stopped by NaN in epoch 3.
+
+    Under --distribute mirrored (one CPU replica here), so checkpoints, guards and re-seeding
+    are exercised with mirrored variables too.
+    """
     work = tmp_path_factory.mktemp("float")
     run, data = work / "run", _tiny_data(work / "data")
     cfg = T.config_from_args(["--mode", "float", "--data-dir", str(data), "--epochs", "4", *TINY,
-                              "--out", str(run)])
+                              "--distribute", "mirrored", "--out", str(run)])
     with pytest.raises(T.TrainingInterrupted, match="--resume") as interrupted:
         T.train(cfg, callbacks=[_CtrlC(epoch=1)])
     stopped = None
