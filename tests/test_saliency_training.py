@@ -144,9 +144,10 @@ def test_masked_fraction_tracks_target():
                eps_momentum=0.5)
     hist = sgt.fit(x, y, batch_size=16, epochs=3, verbose=0).history
     assert hist["masked_fraction"][-1] == pytest.approx(0.3, abs=0.05)
-    # momentum 0 = exact per-batch quantile
-    sgt = wrap(tiny_cnn(seed=5), mask_fraction=0.7, eps_momentum=0.0)
-    for i in range(2):
+    # The default (momentum 0) is the exact per-batch quantile, also while training moves the
+    # saliency scale (a lr of 1e-2 makes it drift quickly).
+    sgt = wrap(tiny_cnn(seed=5), tf.keras.optimizers.Adam(1e-2), mask_fraction=0.7)
+    for i in range(4):
         logs = sgt.train_on_batch(x[16 * i:16 * (i + 1)], y[16 * i:16 * (i + 1)], return_dict=True)
         assert logs["masked_fraction"] == pytest.approx(0.7, abs=0.01)
 
