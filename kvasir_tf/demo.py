@@ -17,7 +17,9 @@ from pathlib import Path
 import kvasir_tf  # noqa: F401  (Keras 2 before TensorFlow)
 from kvasir_tf.errors import cli
 
-# --quick: the paper's model only, for a first look in about a minute.
+# QAT runs fine-tune a trained float/SGT model: fewer epochs, a smaller step.
+DEMO_QAT_ARGS = ("--epochs", "10", "--lr", "1e-3")
+# --quick: the paper's model only (SGT, then SGT-PACT-QAT fine-tuning).
 QUICK_MODELS = ("sgt-keras", "sgt-pact-qat-keras", "sgt-pact-qat-int8")
 
 
@@ -37,7 +39,7 @@ def run_demo(out_dir="runs/demo", quick=False) -> dict:
     print(f"== 1/3 demo data in {data_dir}")
     prepare_data(data_dir)
     print(f"== 2/3 train, convert and evaluate (runs and models under {out_dir})")
-    result = compare.run_comparison(out_dir, data_args=["--demo"],
+    result = compare.run_comparison(out_dir, data_args=["--demo"], qat_train_args=DEMO_QAT_ARGS,
                                     variants=QUICK_MODELS if quick else None)
     print("== 3/3 report")
     print(result["files"]["markdown"].read_text())

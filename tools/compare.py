@@ -2,7 +2,8 @@
 """Compare float, SGT, PTQ int8, TF-MOT QAT int8, PACT-QAT int8 and SGT-PACT-QAT int8 side by side.
 
     tools/compare.py --demo | --data-dir DIR  [--out runs/compare] [--image-size S] [--alpha A]
-                     [--epochs N] [--qat-epochs N] [--batch-size B] [--seed K]
+                     [--epochs N] [--qat-epochs N] [--qat-lr LR] [--batch-size B] [--seed K]
+                     [--lr LR] [--bn-momentum M]
                      [--recipe finetune|scratch] [--models a,b,...] [--retrain] [--force]
                      [--latency-runs N] [--device-log ROW=LOG ...]
 
@@ -28,9 +29,10 @@ def _parser():
     src.add_argument("--data-dir", help="Kvasir v2 or any class-per-folder dataset")
     ap.add_argument("--out", default="runs/compare", help="output folder (runs/, models/, reports)")
     for flag, typ in (("--image-size", int), ("--alpha", float), ("--epochs", int),
-                      ("--batch-size", int), ("--seed", int), ("--lr", float)):
+                      ("--batch-size", int), ("--seed", int), ("--lr", float), ("--bn-momentum", float)):
         ap.add_argument(flag, type=typ, help="passed to every training run")
     ap.add_argument("--qat-epochs", type=int, help="epochs of the QAT fine-tuning runs (default --epochs)")
+    ap.add_argument("--qat-lr", type=float, help="learning rate of the QAT fine-tuning runs (default --lr)")
     ap.add_argument("--recipe", choices=compare.RECIPES, default="finetune",
                     help="finetune: QAT runs start from the float/SGT run; scratch: all from scratch")
     ap.add_argument("--models", help="comma-separated rows to produce (default all): "
@@ -52,11 +54,12 @@ def main(argv=None) -> int:
         raise KvasirError(f"--latency-runs {args.latency_runs}: use at least 50 for a stable median/p90")
     data_args = ["--demo"] if args.demo else ["--data-dir", args.data_dir]
     train_args = []
-    for name in ("image_size", "alpha", "epochs", "batch_size", "seed", "lr"):
+    for name in ("image_size", "alpha", "epochs", "batch_size", "seed", "lr", "bn_momentum"):
         value = getattr(args, name)
         if value is not None:
             train_args += [f"--{name.replace('_', '-')}", str(value)]
-    qat_args = ["--epochs", str(args.qat_epochs)] if args.qat_epochs else []
+    qat_args = (["--epochs", str(args.qat_epochs)] if args.qat_epochs else []) + \
+        (["--lr", str(args.qat_lr)] if args.qat_lr else [])
     logs = {}
     for item in args.device_log:
         row, sep, path = item.partition("=")
