@@ -328,7 +328,7 @@ def write_reports(rows: dict, out_dir, *, title="kvasir_tf comparison", context=
     md += ["## Table I: our model vs the SGT model", "",
            markdown_table(rows, TABLE1_ROWS), "",
            "## All models", "", markdown_table(rows), "",
-           "acc/sens/spec/F1/MCC on the test split (sens/spec: one-vs-rest, macro over classes); "
+           "acc/sens/spec/F1/MCC on the test split (sens/spec: one-vs-rest, macro over the classes present in the test split); "
            "latency: median over single-image invokes, ai-edge-litert with XNNPACK, 1 and 2 threads; "
            "mem: peak RSS added by loading and running the model; agree: % same top-1 as the float "
            "Keras model / as the Keras model the artifact was converted from.", ""]

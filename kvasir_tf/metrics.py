@@ -72,13 +72,17 @@ def classification_report(y_true, y_prob_or_pred, class_names) -> dict:
             "support": int(tp + fn),
             "tp": int(tp), "fp": int(fp), "fn": int(fn), "tn": int(tn),
         }
+    present = [i for i in labels if cm[i, :].sum() > 0]
     return {
         "n": int(total),
         "class_names": class_names,
         "accuracy": _safe_div(np.trace(cm), total),
-        "macro_sensitivity": float(np.mean([c["sensitivity"] for c in per_class.values()])),
-        "macro_specificity": float(np.mean([c["specificity"] for c in per_class.values()])),
-        "macro_f1": float(f1_score(y_true, y_pred, labels=labels, average="macro", zero_division=0)),
+        # Macro averages run over the classes present in y_true: a class with no test image
+        # (e.g. an empty Kvasir v2 folder) has no sensitivity to average, only a 0/0.
+        "macro_sensitivity": float(np.mean([per_class[class_names[i]]["sensitivity"] for i in present])),
+        "macro_specificity": float(np.mean([per_class[class_names[i]]["specificity"] for i in present])),
+        "macro_f1": float(f1_score(y_true, y_pred, labels=present, average="macro", zero_division=0)),
+        "macro_classes": [class_names[i] for i in present],
         "mcc": float(matthews_corrcoef(y_true, y_pred)),
         "per_class": per_class,
         "confusion_matrix": cm.astype(int).tolist(),

@@ -63,6 +63,9 @@ def test_perfect_and_absent_class():
     # class c never occurs and is never predicted: sens 0 (0/0), spec 1
     assert r["per_class"]["c"]["sensitivity"] == 0.0
     assert r["per_class"]["c"]["specificity"] == 1.0
+    # ... and is left out of the macro averages, so a perfect classifier scores 1.0
+    assert r["macro_sensitivity"] == 1.0 and r["macro_specificity"] == 1.0 and r["macro_f1"] == 1.0
+    assert r["macro_classes"] == ["a", "b"]
 
 
 @pytest.mark.parametrize("y_true,y_pred,match", [
