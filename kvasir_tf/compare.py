@@ -30,6 +30,7 @@ class Variant:
     train_mode: str
     convert_mode: str | None
     label: str
+    per_tensor: bool = False       # int8 with one scale per tensor (smaller file; see convert.py)
 
 
 VARIANTS = (
@@ -38,6 +39,7 @@ VARIANTS = (
     Variant("float-fp16", "float", "fp16", "float16 TFLite"),
     Variant("float-dynamic", "float", "dynamic", "dynamic-range TFLite"),
     Variant("ptq-int8", "float", "int8", "PTQ int8"),
+    Variant("ptq-int8-per-tensor", "float", "int8", "PTQ int8 per-tensor", per_tensor=True),
     Variant("sgt-keras", "sgt", None, "SGT float (Keras)"),
     Variant("sgt", "sgt", "float", "SGT float32 TFLite"),
     Variant("qat-keras", "qat", None, "TF-MOT QAT (Keras)"),
@@ -202,7 +204,7 @@ def convert_variants(runs: dict, variants, models_dir, *, num_calibration=None, 
         else:
             print(f"[compare] converting {run_dir.name} -> {out.name} ({v.convert_mode})")
             convert(run_dir, out, v.convert_mode, num_calibration=num_calibration, force=True,
-                    allow_fewer=True, verbose=False)
+                    allow_fewer=True, verbose=False, per_tensor=v.per_tensor)
         paths[v.name] = out
     return paths
 
@@ -306,6 +308,9 @@ def headline(rows: dict) -> dict:
         out["int8_size_ratio"] = i8["size_kb"] / f["size_kb"]
         if f.get("latency_1t_ms") and i8.get("latency_1t_ms"):
             out["int8_latency_ratio_1t"] = i8["latency_1t_ms"] / f["latency_1t_ms"]
+    pt = rows.get("ptq-int8-per-tensor")
+    if f and pt:
+        out["int8_per_tensor_size_ratio"] = pt["size_kb"] / f["size_kb"]
     for q in ("qat", "pact-qat", "sgt-pact-qat"):
         k, t = rows.get(f"{q}-keras"), rows.get(f"{q}-int8")
         if k and t:
@@ -314,6 +319,8 @@ def headline(rows: dict) -> dict:
     fk = rows.get("float-keras")
     if fk and i8:
         out["ptq_drop_points"] = 100.0 * (fk["accuracy"] - i8["accuracy"])
+    if fk and pt:
+        out["ptq_per_tensor_drop_points"] = 100.0 * (fk["accuracy"] - pt["accuracy"])
     return out
 
 
