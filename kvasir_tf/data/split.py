@@ -108,13 +108,9 @@ def stratified_split(index: DatasetIndex, fractions=DEFAULT_FRACTIONS, seed: int
         order = rng.permutation(n)
         rels = [rels[i] for i in order]
         if n < need:
-            msg = (f"class '{name}' has {n} image(s) but a "
-                   f"{'/'.join(f'{round(f * 100)}' for f in fractions)} split needs at least {need}")
-            if small_classes == "error":
-                raise DataError(f"{index.root / name}: {msg}; add images, remove the folder, or "
-                                "allow it with small_classes='train' (--small-classes train)")
-            notes.append(msg + (": all in train" if small_classes == "train" else ": dropped"))
-            log.warning(notes[-1])
+            _small_class(index, name, f"class '{name}' has {n} image(s) but a "
+                         f"{_fractions_label(fractions)} split needs at least {need}",
+                         "add images", small_classes, notes)
             if small_classes == "train":
                 out["train"].extend((r, label) for r in rels)
             continue
@@ -131,6 +127,15 @@ def stratified_split(index: DatasetIndex, fractions=DEFAULT_FRACTIONS, seed: int
 
 def _fractions_label(fractions) -> str:
     return "/".join(f"{round(f * 100)}" for f in fractions)
+
+
+def _small_class(index, name, msg, fix, small_classes, notes):
+    """A class too small to split: stop (naming the fix), or note that it goes to train / is dropped."""
+    if small_classes == "error":
+        raise DataError(f"{index.root / name}: {msg}; {fix}, remove the folder, or allow it with "
+                        "small_classes='train' (--small-classes train)")
+    notes.append(msg + (": all in train" if small_classes == "train" else ": dropped"))
+    log.warning(notes[-1])
 
 
 def _grouped_split(index: DatasetIndex, fractions, seed: int, small_classes: str) -> Split:
@@ -161,13 +166,9 @@ def _grouped_split(index: DatasetIndex, fractions, seed: int, small_classes: str
         n, g = class_items[label], len(class_groups[label])
         if n == 0 or g >= need:
             continue
-        msg = (f"class '{name}' has {n} image(s) from {g} source group(s) but a grouped "
-               f"{_fractions_label(fractions)} split needs at least {need} groups")
-        if small_classes == "error":
-            raise DataError(f"{index.root / name}: {msg}; add images from other sources, remove the "
-                            "folder, or allow it with small_classes='train' (--small-classes train)")
-        notes.append(msg + (": all in train" if small_classes == "train" else ": dropped"))
-        log.warning(notes[-1])
+        _small_class(index, name, f"class '{name}' has {n} image(s) from {g} source group(s) but a "
+                     f"grouped {_fractions_label(fractions)} split needs at least {need} groups",
+                     "add images from other sources", small_classes, notes)
         if small_classes == "train":
             forced |= class_groups[label]
             forced_labels.add(label)
