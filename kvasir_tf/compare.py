@@ -357,13 +357,18 @@ def _plot(rows, xkey, xlabel, path):
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
-    pts = [(r[xkey], r["accuracy"], r["label"]) for r in rows.values() if r.get(xkey) is not None]
+    # Deployable artifacts only: a .keras checkpoint's size is not what a device stores.
+    pts = sorted((r[xkey], r["accuracy"], r["label"], r["format"]) for r in rows.values()
+                 if r.get(xkey) is not None and r["format"] != "keras")
     if not pts:
         return None
+    colours = {"float": "tab:blue", "fp16": "tab:cyan", "dynamic": "tab:purple", "int8": "tab:red"}
     fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for x, y, label in pts:
-        ax.scatter(x, y, s=40)
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4), fontsize=7)
+    for i, (x, y, label, fmt) in enumerate(pts):
+        ax.scatter(x, y, s=40, color=colours.get(fmt, "tab:gray"))
+        # alternate label offsets so neighbours with equal accuracy stay readable
+        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4 if i % 2 == 0 else -11),
+                    fontsize=7)
     ax.set_xlabel(xlabel)
     ax.set_ylabel("test accuracy")
     ax.set_title(f"accuracy vs {xlabel.split(' (')[0]}")
