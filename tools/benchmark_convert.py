@@ -26,8 +26,9 @@ MobileNetV2 uses per-tensor weight scales, so ``int8 per-tensor`` is the row to 
 Per-tensor costs accuracy. Measuring that needs a trained model; as a cheap proxy on this
 untrained net the script reports top-1 agreement of each int8 model with the float32 model (and
 the mean |probability difference|) on real images disjoint from the calibration images. Freshly
-initialised, the net's BatchNorm statistics (mean 0, variance 1) make every output exactly
-uniform, so agreement would be a trivial 1.0; the script first re-estimates the BatchNorm moving
+initialised (BatchNorm moving statistics still mean 0, variance 1) this net outputs exactly
+1/8 for every class on every image, so agreement would be a trivial 1.0; the script first
+re-estimates the BatchNorm moving
 statistics from the calibration images (one training-mode pass, momentum 0). That also gives
 the folded conv weights per-channel scale differences, which is what per-tensor quantization
 suffers from in trained nets -- but random weights still have far more uniform channel ranges
