@@ -28,8 +28,8 @@ untrained net the script reports top-1 agreement of each int8 model with the flo
 the mean |probability difference|) on real images disjoint from the calibration images. Freshly
 initialised (BatchNorm moving statistics still mean 0, variance 1) this net outputs exactly
 1/8 for every class on every image, so agreement would be a trivial 1.0; the script first
-re-estimates the BatchNorm moving
-statistics from the calibration images (one training-mode pass, momentum 0). That also gives
+re-estimates the BatchNorm moving statistics from the calibration images (one training-mode
+pass, momentum 0). That also gives
 the folded conv weights per-channel scale differences, which is what per-tensor quantization
 suffers from in trained nets -- but random weights still have far more uniform channel ranges
 than trained depthwise filters, so the proxy likely understates per-tensor's cost, and the
