@@ -24,6 +24,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(PY) tools/benchmark_data.py
+	$(PY) tools/benchmark_train.py
+	$(PY) tools/benchmark_convert.py
 
 clean:
 	rm -rf $(VENV) runs demo_data bench_results
