@@ -10,6 +10,7 @@ The usual recipe (``recipe="finetune"``): ``float`` and ``sgt`` train from scrat
 """
 from __future__ import annotations
 
+import dataclasses
 import json
 import subprocess
 import sys
@@ -57,8 +58,10 @@ REFERENCE = "float-keras"            # "agreement" column: % same top-1 as this 
 LATENCY_THREADS = (1, 2)
 LATENCY_RUNS = 50
 RECIPES = ("finetune", "scratch")
-# Run-config keys that must match for a run directory to be reused.
-REUSE_KEYS = ("mode", "image_size", "alpha", "seed", "bits")
+# Run-config keys that do not change what a run learns (paths, logging, bookkeeping); every
+# other key must match for a finished run directory to be reused.
+REUSE_IGNORED = {"data_dir", "demo", "out", "init_from", "resume", "distribute", "cache_dir",
+                 "verbose", "class_names"}
 
 COLUMNS = (  # key, header, format
     ("accuracy", "acc", "{:.3f}"),
@@ -130,7 +133,7 @@ def _reusable(run_dir: Path, config) -> bool:
             and cfg_path.is_file()):
         return False
     stored = json.loads(cfg_path.read_text())
-    wanted = {k: getattr(config, k) for k in REUSE_KEYS}
+    wanted = {k: v for k, v in dataclasses.asdict(config).items() if k not in REUSE_IGNORED}
     differ = {k: (stored.get(k), v) for k, v in wanted.items() if stored.get(k) != v}
     if differ:
         raise KvasirError(f"{run_dir} was trained with other settings {differ}; pass a new --out "

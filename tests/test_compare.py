@@ -128,3 +128,19 @@ def test_small_comparison_end_to_end(tmp_path, monkeypatch):
         train_args=["--image-size", "32", "--epochs", "1", "--batch-size", "16", "--verbose", "0"])
     assert (tmp_path / "cmp" / "models" / "ptq-int8.tflite").stat().st_mtime_ns == before
     assert np.isclose(again["rows"]["ptq-int8"]["accuracy"], rows["ptq-int8"]["accuracy"])
+
+
+def test_finished_run_is_reused_only_with_the_same_settings(tmp_path):
+    import dataclasses
+    from kvasir_tf import train
+    run = tmp_path / "runs" / "float"
+    config = train.config_from_args(["--mode", "float", "--demo", "--out", str(run), "--epochs", "3"])
+    assert not compare._reusable(run, config)                   # nothing there yet
+    (run / "checkpoints").mkdir(parents=True)
+    (run / "checkpoints" / "best.keras").write_bytes(b"x")
+    (run / "test_metrics.json").write_text("{}")
+    stored = dataclasses.asdict(config) | {"out": "elsewhere", "verbose": 0}   # bookkeeping differs
+    (run / "config.json").write_text(json.dumps(stored))
+    assert compare._reusable(run, config)
+    with pytest.raises(KvasirError, match=r"other settings \{'epochs': \(3, 4\)\}"):
+        compare._reusable(run, dataclasses.replace(config, epochs=4))
