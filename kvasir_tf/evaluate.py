@@ -53,8 +53,7 @@ class Predictor:
             self.run_dir = src.path if src.kind == "run" else _conv._run_dir_of(self.path)
 
     def _init_tflite(self, num_threads):
-        if self.path.suffix != ".tflite":
-            pass  # the magic bytes decide, not the name
+        """A TFLite flatbuffer (recognised by its magic bytes, whatever the file name)."""
         self.sidecar = _conv.read_sidecar(self.path)
         if self.sidecar is not None:
             if self.sidecar.get("sha256") != _conv.sha256_file(self.path):
