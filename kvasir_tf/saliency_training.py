@@ -7,7 +7,8 @@ callbacks, metrics and progress bars keep working. One guided step:
 1. clean forward ``p = f(X)`` (training mode) under two nested tapes;
 2. saliency ``S = |dCE/dX|`` reduced over channels, from the *same* forward pass
    (no separate saliency pass);
-3. pixels with ``S <= eps`` are replaced by a mask value, ``X~``; masked forward ``q = f(X~)``;
+3. pixels with ``S < eps`` (plus a random share of ties ``S == eps``) are replaced by a mask
+   value, ``X~``; masked forward ``q = f(X~)``;
 4. ``loss = CE(p, y) + lambda1 * KL(p || q) + lambda2 * mean|S| + model.losses``;
    ONE weight backward over both passes; the optimizer updates every trainable variable
    (weights and PACT alphas).
@@ -136,6 +137,9 @@ class SaliencyGuidedModel(tf.keras.Model):
         self.eps = tf.Variable(-1.0, trainable=False, dtype=tf.float32, name="saliency_eps",
                                synchronization=tf.VariableSynchronization.ON_WRITE,
                                aggregation=tf.VariableAggregation.MEAN)
+        # Tie-breaking and "noise" fills draw from this generator, which training re-seeds
+        # per epoch (kvasir_tf.train), so a resumed run repeats the same masks.
+        self.rng = tf.random.Generator.from_seed(0)
         self._alphas = pact_alpha_variables(model)
         names = ["loss", "ce"]
         if self.guided:
@@ -173,12 +177,29 @@ class SaliencyGuidedModel(tf.keras.Model):
         self.eps.assign(new)
         return tf.identity(self.eps)
 
+    def _threshold(self, s, eps):
+        """``S < eps``, plus a random share of the pixels with ``S == eps``.
+
+        Saliency has ties: pixels whose gradient is exactly 0 (a black border, activations
+        clipped by PACT or ReLU6) often make up more than ``mask_fraction`` of a batch, and
+        ``S <= eps`` would then mask all of them (58 % for a 50 % target on the demo data).
+        Masking each tied pixel with the probability that fills the gap keeps the expected
+        masked fraction at ``mask_fraction``.
+        """
+        below = s < eps
+        tied = tf.equal(s, eps)
+        n = tf.cast(tf.size(s), tf.float32)
+        n_below = tf.reduce_sum(tf.cast(below, tf.float32))
+        n_tied = tf.reduce_sum(tf.cast(tied, tf.float32))
+        share = tf.clip_by_value((self.mask_fraction * n - n_below) / tf.maximum(n_tied, 1.0), 0.0, 1.0)
+        return tf.logical_or(below, tf.logical_and(tied, self.rng.uniform(tf.shape(s)) < share))
+
     def _fill(self, x):
         if self.mask_value == "neutral":
             return tf.fill(tf.shape(x), tf.constant(NEUTRAL_PIXEL, x.dtype))
         if self.mask_value == "mean":
             return tf.broadcast_to(tf.reduce_mean(x, axis=[1, 2], keepdims=True), tf.shape(x))
-        return tf.random.uniform(tf.shape(x), PIXEL_MIN, PIXEL_MAX, dtype=x.dtype)
+        return self.rng.uniform(tf.shape(x), PIXEL_MIN, PIXEL_MAX, dtype=x.dtype)
 
     def _mask(self, x, s):
         """X with low-saliency pixels replaced; returns (X_masked, mask as float [B,H,W,1])."""
@@ -190,7 +211,7 @@ class SaliencyGuidedModel(tf.keras.Model):
             eps = tf.reduce_max(s)
         else:
             eps = self._update_eps(s)
-            mask = s <= eps
+            mask = self._threshold(s, eps)
         mask = mask[..., None]
         return tf.where(mask, self._fill(x), x), tf.cast(mask, x.dtype), eps
 

@@ -301,3 +301,16 @@ def test_mirrored_strategy_matches_single_device(tmp_path):
     for key in ("ce", "kl", "eps", "masked_fraction", "loss"):
         assert out["mirrored"]["logs"][key] == pytest.approx(out["single"]["logs"][key], rel=1e-4)
     assert out["single"]["logs"]["kl"] > 0
+
+
+def test_tied_saliency_is_masked_to_the_target_fraction():
+    """Most pixels have saliency exactly 0: `S <= eps` alone would mask all of them."""
+    sgt = wrap(tiny_cnn(seed=5), mask_fraction=0.5)
+    s = np.zeros((4, 16, 16), np.float32)
+    s[:, :4, :] = np.random.default_rng(0).uniform(0.1, 1.0, (4, 4, 16))   # 25 % non-zero
+    x = tf.zeros((4, 16, 16, 3))
+    _, mask, eps = sgt._mask(x, tf.constant(s))
+    assert float(eps) == 0.0
+    frac = float(tf.reduce_mean(mask))
+    assert frac == pytest.approx(0.5, abs=0.03)                      # not 0.75
+    assert float(tf.reduce_sum(mask[:, :4])) == 0.0                   # salient pixels are kept
