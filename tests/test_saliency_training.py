@@ -314,3 +314,16 @@ def test_tied_saliency_is_masked_to_the_target_fraction():
     frac = float(tf.reduce_mean(mask))
     assert frac == pytest.approx(0.5, abs=0.03)                      # not 0.75
     assert float(tf.reduce_sum(mask[:, :4])) == 0.0                   # salient pixels are kept
+
+
+def test_quantile_sample_sees_every_column_phase():
+    """Stride-2 convolutions give input gradients a column pattern of period 2: a subsample
+    taking every 2nd pixel would see one phase only and put eps far from the median."""
+    from kvasir_tf.saliency_training import QUANTILE_SAMPLE
+    sgt = wrap(tiny_cnn(seed=5), mask_fraction=0.5)
+    rng = np.random.default_rng(1)
+    s = rng.uniform(0.0, 1.0, (4, 128, 256)).astype(np.float32)
+    s[:, :, 0::2] += 1.0                                  # even columns more salient
+    assert s.size > QUANTILE_SAMPLE                        # the subsampled path
+    _, mask, _ = sgt._mask(tf.zeros(s.shape + (3,)), tf.constant(s))
+    assert float(tf.reduce_mean(mask)) == pytest.approx(0.5, abs=0.02)   # an even stride: 0.75
