@@ -183,11 +183,10 @@ class SaliencyGuidedModel(tf.keras.Model):
     def _threshold(self, s, eps):
         """``S < eps``, plus a random share of the pixels with ``S == eps``.
 
-        Saliency has ties: pixels whose gradient is exactly 0 (a black border, activations
-        clipped by PACT or ReLU6) often make up more than ``mask_fraction`` of a batch, and
-        ``S <= eps`` would then mask all of them (58 % for a 50 % target on the demo data).
-        Masking each tied pixel with the probability that fills the gap keeps the expected
-        masked fraction at ``mask_fraction``.
+        Saliency can have ties: pixels whose gradient is exactly 0 (activations clipped by
+        PACT or ReLU6 everywhere downstream) can outnumber ``mask_fraction`` of a batch, and
+        ``S <= eps`` would then mask all of them. Masking each tied pixel with the probability
+        that fills the gap keeps the expected masked fraction at ``mask_fraction``.
         """
         below = s < eps
         tied = tf.equal(s, eps)
