@@ -81,9 +81,9 @@ class SaliencyGuidedModel(tf.keras.Model):
     per-batch ``mask_fraction`` quantile of S (initialised to the first batch's quantile),
     kept in a non-trainable ``tf.Variable``. The default m = 0 uses each batch's quantile, so
     the masked fraction equals ``mask_fraction`` in every step. A smoothed threshold (m > 0)
-    lags behind the saliency scale, which shrinks as the loss falls: on the demo data m = 0.9
-    masked 58-69 % of the pixels for a 50 % target. Use m > 0 only where batches are so small
-    that their quantiles are noisy.
+    lags behind the saliency scale, which shrinks as the loss falls, so it masks more than the
+    target while training improves. Use m > 0 only where batches are so small that their
+    quantiles are noisy.
 
     S is ``B * dL/dX`` with L the batch-mean compiled loss, i.e. each image's own
     ``dCE_i/dX_i`` in raw-pixel units, independent of batch size and replica count.
