@@ -78,17 +78,21 @@ def test_first_step_matches_hand_computation(reduce):
     s = np.abs(grad).sum(-1) if reduce == "sum" else np.abs(grad).max(-1)
     flat = np.sort(s.ravel())
     eps = flat[int(np.floor(0.3 * (flat.size - 1)))]
-    mask = s <= eps
-    xm = np.where(mask[..., None], NEUTRAL_PIXEL, x)
-    q = _softmax(xm.reshape(6, -1) @ W + b)
-    kl = np.mean(np.sum(p * (np.log(p) - np.log(q)), -1))
     ce = np.mean(-np.log(p[np.arange(6), y]))
 
     sgt = wrap(model, mask_fraction=0.3, saliency_reduce=reduce, lambda1=2.0)
     logs = sgt.train_on_batch(x, y, return_dict=True)
+    # The one pixel tied at eps is masked at random (see _threshold): either outcome is right,
+    # and KL must then be that outcome's.
+    options = [s < eps, s <= eps]
+    assert options[0].sum() + 1 == options[1].sum()
+    matching = [m for m in options if abs(logs["masked_fraction"] - m.mean()) < 1e-6]
+    assert len(matching) == 1, logs["masked_fraction"]
+    xm = np.where(matching[0][..., None], NEUTRAL_PIXEL, x)
+    q = _softmax(xm.reshape(6, -1) @ W + b)
+    kl = np.mean(np.sum(p * (np.log(p) - np.log(q)), -1))
     assert logs["l1"] == pytest.approx(s.mean(), rel=1e-4)
     assert logs["eps"] == pytest.approx(eps, rel=1e-4)
-    assert logs["masked_fraction"] == pytest.approx(mask.mean(), abs=1e-6)
     assert logs["kl"] == pytest.approx(kl, rel=1e-3)
     assert logs["ce"] == pytest.approx(ce, rel=1e-5)
     assert logs["loss"] == pytest.approx(ce + 2.0 * kl, rel=1e-4)
