@@ -61,6 +61,35 @@ def _check_args(image_size, num_classes, alpha, weights, dropout, activation):
                           f"weights .h5 file, 'imagenet' or None")
 
 
+# MobileNetV2's inverted-residual stages: (filters, stride of the first block, blocks).
+_STAGES = ((24, 2, 2), (32, 2, 3), (64, 2, 4), (96, 1, 3), (160, 2, 3), (320, 1, 1))
+EXPANSION = 6
+EARLY_BLOCKS = (1, 2)   # the first expanding stage: block 1's expansion sets the 96 px arena peak
+
+
+def _slim_backbone(inputs, alpha, last_conv_channels, early_expansion):
+    """Keras' MobileNetV2 layer for layer (same names, so PACT and QAT treat it alike) with the
+    last 1x1 conv's width and the first expanding blocks' expansion as options: the two knobs
+    that set a microcontroller's flash (the last conv) and RAM arena (the 48x48 expansion)."""
+    from tf_keras.src.applications import mobilenet_v2 as keras_mnv2
+    layers = tf.keras.layers
+    x = layers.Conv2D(keras_mnv2._make_divisible(32 * alpha, 8), 3, strides=2, padding="same",
+                      use_bias=False, name="Conv1")(inputs)
+    x = layers.BatchNormalization(epsilon=1e-3, momentum=0.999, name="bn_Conv1")(x)
+    x = layers.ReLU(6.0, name="Conv1_relu")(x)
+    x = keras_mnv2._inverted_res_block(x, filters=16, alpha=alpha, stride=1, expansion=1, block_id=0)
+    block = 1
+    for filters, stride, count in _STAGES:
+        for i in range(count):
+            expansion = early_expansion if (early_expansion and block in EARLY_BLOCKS) else EXPANSION
+            x = keras_mnv2._inverted_res_block(x, filters=filters, alpha=alpha, stride=stride if i == 0 else 1,
+                                               expansion=expansion, block_id=block)
+            block += 1
+    x = layers.Conv2D(last_conv_channels or 1280, 1, use_bias=False, name="Conv_1")(x)
+    x = layers.BatchNormalization(epsilon=1e-3, momentum=0.999, name="Conv_1_bn")(x)
+    return layers.ReLU(6.0, name="out_relu")(x)
+
+
 def _backbone(inputs, alpha, weights):
     """Keras' MobileNetV2 built on ``inputs`` so the result shares our input (no nested model)."""
     try:
@@ -77,7 +106,7 @@ def _backbone(inputs, alpha, weights):
 
 def build_mobilenetv2(image_size=224, num_classes=8, *, alpha=1.0, weights=None, dropout=0.2,
                       activation="relu6", pact_bits=8, pact_alpha_init=6.0, pact_eta=1e-4,
-                      seed=None) -> tf.keras.Model:
+                      seed=None, last_conv_channels=None, early_expansion=None) -> tf.keras.Model:
     """MobileNetV2 classifier on raw pixels [B, S, S, 3] -> softmax probabilities [B, num_classes].
 
     weights: None (random init), "imagenet" (downloads Keras' no-top file) or the path of a
@@ -85,14 +114,26 @@ def build_mobilenetv2(image_size=224, num_classes=8, *, alpha=1.0, weights=None,
     activation="pact" replaces every ReLU6 with a PACT layer of the same name, so a ReLU6
     checkpoint maps onto it with :func:`copy_weights`. ``seed`` seeds Python, NumPy and
     TensorFlow globally (``tf.keras.utils.set_random_seed``) so the initial weights repeat.
+    ``last_conv_channels`` (Keras: 1280) and ``early_expansion`` (of blocks 1-2; Keras: 6) slim
+    the model for microcontrollers (``kvasir_tf.micro``); None keeps Keras' architecture.
     """
     _check_args(image_size, num_classes, alpha, weights, dropout, activation)
+    slim = last_conv_channels is not None or early_expansion is not None
+    for name, value in (("last_conv_channels", last_conv_channels), ("early_expansion", early_expansion)):
+        if value is not None and (not isinstance(value, int) or value < 1):
+            raise KvasirError(f"{name} must be a positive integer or None, got {value!r}")
+    if slim and weights is not None:
+        raise KvasirError("pretrained weights exist only for Keras' MobileNetV2: drop "
+                          "last_conv_channels/early_expansion or use weights=None")
     if seed is not None:
         tf.keras.utils.set_random_seed(int(seed))
     pixels = tf.keras.Input(shape=(image_size, image_size, 3), dtype=tf.float32, name="pixels")
     x = Preprocess(name="preprocess")(pixels)
-    base = _backbone(x, alpha, weights)
-    x = tf.keras.layers.GlobalAveragePooling2D(name="global_pool")(base.output)
+    if slim:
+        x = _slim_backbone(x, alpha, last_conv_channels, early_expansion)
+    else:
+        x = _backbone(x, alpha, weights).output
+    x = tf.keras.layers.GlobalAveragePooling2D(name="global_pool")(x)
     x = tf.keras.layers.Dropout(dropout, seed=seed, name="dropout")(x)
     probs = tf.keras.layers.Dense(num_classes, activation="softmax", name="predictions")(x)
     model = tf.keras.Model(pixels, probs, name=f"mobilenetv2_{alpha:g}_{image_size}_{activation}")

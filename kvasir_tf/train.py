@@ -117,6 +117,8 @@ class TrainConfig:
     demo: bool = False
     image_size: int = 224
     alpha: float = 1.0                  # MobileNetV2 width multiplier
+    last_conv_channels: int | None = None   # last 1x1 conv width (None: Keras' 1280); micro models
+    early_expansion: int | None = None      # expansion of blocks 1-2 (None: Keras' 6); micro models
     bits: int = 8                       # PACT activation bits (stock QAT is always 8)
     epochs: int = 50                    # paper
     batch_size: int = 128               # paper (global batch under --distribute mirrored)
@@ -254,7 +256,8 @@ def build_model(config: TrainConfig, num_classes: int) -> tf.keras.Model:
     model = model_lib.build_mobilenetv2(
         config.image_size, num_classes, alpha=config.alpha, weights=weights, dropout=config.dropout,
         activation=spec.activation, pact_bits=config.bits, pact_alpha_init=config.pact_alpha_init,
-        pact_eta=config.eta, seed=config.seed)
+        pact_eta=config.eta, seed=config.seed, last_conv_channels=config.last_conv_channels,
+        early_expansion=config.early_expansion)
     if config.bn_momentum is not None:
         for layer in model.layers:
             if isinstance(layer, tf.keras.layers.BatchNormalization):
@@ -673,6 +676,8 @@ def _parser() -> argparse.ArgumentParser:
         help=f"train on generated demo data in ./{DEMO_DATA_DIR} with small defaults {DEMO_DEFAULTS}")
     add("--image-size", type=int, help=f"input side in pixels (default {d.image_size})")
     add("--alpha", type=float, help=f"MobileNetV2 width multiplier (default {d.alpha})")
+    add("--last-conv-channels", type=int, help="width of the last 1x1 conv (default: Keras' 1280)")
+    add("--early-expansion", type=int, help="expansion of MobileNetV2 blocks 1-2 (default: Keras' 6)")
     add("--bits", type=int, help=f"PACT activation bits (default {d.bits})")
     add("--epochs", type=int, help=f"(default {d.epochs})")
     add("--batch-size", type=int, help=f"global batch size (default {d.batch_size})")
