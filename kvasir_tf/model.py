@@ -67,27 +67,55 @@ EXPANSION = 6
 EARLY_BLOCKS = (1, 2)   # the first expanding stage: block 1's expansion sets the 96 px arena peak
 
 
+def _make_divisible(v, divisor=8):
+    """Keras' channel rounding (tf_keras.applications.mobilenet_v2._make_divisible)."""
+    new_v = max(divisor, int(v + divisor / 2) // divisor * divisor)
+    return new_v + divisor if new_v < 0.9 * v else new_v
+
+
+def _conv_bn(x, filters, name, bn_name, relu_name=None, kernel=1, stride=1, padding="same"):
+    L = tf.keras.layers
+    x = L.Conv2D(filters, kernel, strides=stride, padding=padding, use_bias=False, name=name)(x)
+    x = L.BatchNormalization(epsilon=1e-3, momentum=0.999, name=bn_name)(x)
+    return L.ReLU(6.0, name=relu_name)(x) if relu_name else x
+
+
+def _inverted_res_block(inputs, expansion, stride, alpha, filters, block_id):
+    """Keras' block: 1x1 expand, 3x3 depthwise (explicit pad when strided), 1x1 project, add."""
+    L = tf.keras.layers
+    in_channels = inputs.shape[-1]
+    out_channels = _make_divisible(int(filters * alpha))
+    prefix = f"block_{block_id}_" if block_id else "expanded_conv_"
+    x = inputs
+    if block_id:
+        x = _conv_bn(x, expansion * in_channels, prefix + "expand", prefix + "expand_BN", prefix + "expand_relu")
+    if stride == 2:
+        adjust = (1 - x.shape[1] % 2, 1 - x.shape[2] % 2)
+        x = L.ZeroPadding2D(((1 - adjust[0], 1), (1 - adjust[1], 1)), name=prefix + "pad")(x)
+    x = L.DepthwiseConv2D(3, strides=stride, use_bias=False, padding="same" if stride == 1 else "valid",
+                          name=prefix + "depthwise")(x)
+    x = L.BatchNormalization(epsilon=1e-3, momentum=0.999, name=prefix + "depthwise_BN")(x)
+    x = L.ReLU(6.0, name=prefix + "depthwise_relu")(x)
+    x = _conv_bn(x, out_channels, prefix + "project", prefix + "project_BN")
+    if in_channels == out_channels and stride == 1:
+        return L.Add(name=prefix + "add")([inputs, x])
+    return x
+
+
 def _slim_backbone(inputs, alpha, last_conv_channels, early_expansion):
     """Keras' MobileNetV2 layer for layer (same names, so PACT and QAT treat it alike) with the
     last 1x1 conv's width and the first expanding blocks' expansion as options: the two knobs
     that set a microcontroller's flash (the last conv) and RAM arena (the 48x48 expansion)."""
-    from tf_keras.src.applications import mobilenet_v2 as keras_mnv2
-    layers = tf.keras.layers
-    x = layers.Conv2D(keras_mnv2._make_divisible(32 * alpha, 8), 3, strides=2, padding="same",
-                      use_bias=False, name="Conv1")(inputs)
-    x = layers.BatchNormalization(epsilon=1e-3, momentum=0.999, name="bn_Conv1")(x)
-    x = layers.ReLU(6.0, name="Conv1_relu")(x)
-    x = keras_mnv2._inverted_res_block(x, filters=16, alpha=alpha, stride=1, expansion=1, block_id=0)
+    x = _conv_bn(inputs, _make_divisible(32 * alpha), "Conv1", "bn_Conv1", "Conv1_relu", kernel=3, stride=2)
+    x = _inverted_res_block(x, filters=16, alpha=alpha, stride=1, expansion=1, block_id=0)
     block = 1
     for filters, stride, count in _STAGES:
         for i in range(count):
             expansion = early_expansion if (early_expansion and block in EARLY_BLOCKS) else EXPANSION
-            x = keras_mnv2._inverted_res_block(x, filters=filters, alpha=alpha, stride=stride if i == 0 else 1,
-                                               expansion=expansion, block_id=block)
+            x = _inverted_res_block(x, filters=filters, alpha=alpha, stride=stride if i == 0 else 1,
+                                    expansion=expansion, block_id=block)
             block += 1
-    x = layers.Conv2D(last_conv_channels or 1280, 1, use_bias=False, name="Conv_1")(x)
-    x = layers.BatchNormalization(epsilon=1e-3, momentum=0.999, name="Conv_1_bn")(x)
-    return layers.ReLU(6.0, name="out_relu")(x)
+    return _conv_bn(x, last_conv_channels or 1280, "Conv_1", "Conv_1_bn", "out_relu")
 
 
 def _backbone(inputs, alpha, weights):
