@@ -3,13 +3,73 @@
 TF-MOT only works with Keras 2 (``tf_keras``), so importing this package selects it
 for ``tf.keras`` before TensorFlow is imported anywhere.
 """
+import contextlib
+import importlib.abc
+import importlib.util
 import os
 import sys
 
 __version__ = "0.1.0"
 
 os.environ["TF_USE_LEGACY_KERAS"] = "1"
-os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+# TensorFlow's C++ start-up banners (oneDNN, cudart, CPU features, cuInit on a machine without a
+# GPU) are noise to a user. Most are written before absl's logging is initialised, where
+# TF_CPP_MIN_LOG_LEVEL does not reach them, so file descriptor 2 is silenced while TensorFlow's
+# module loads (lazily, on first import). The command line is looked at here, before that:
+# ``--verbose`` on any CLI shows them.
+VERBOSE_FLAG = "--verbose"
+_VERBOSE = VERBOSE_FLAG in sys.argv[1:]
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if _VERBOSE else "3")
+
+
+@contextlib.contextmanager
+def _stderr_silenced():
+    sys.stderr.flush()
+    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
+    os.dup2(null, 2)
+    try:
+        yield
+    finally:
+        os.dup2(saved, 2)
+        os.close(saved)
+        os.close(null)
+
+
+class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
+    """Loads the ``tensorflow`` module with stderr silenced; every other import is untouched."""
+
+    def find_spec(self, name, path=None, target=None):
+        if name != "tensorflow":
+            return None
+        sys.meta_path.remove(self)
+        spec = importlib.util.find_spec(name)
+        if spec is not None and spec.loader is not None:
+            exec_module = spec.loader.exec_module
+
+            def quiet_exec(module):
+                with _stderr_silenced():
+                    exec_module(module)
+            spec.loader.exec_module = quiet_exec
+        return spec
+
+
+if not _VERBOSE and "tensorflow" not in sys.modules:
+    sys.meta_path.insert(0, _QuietTensorFlowImport())
+
+
+def add_verbose_flag(parser):
+    """The shared ``--verbose`` flag (acted on at import time, see above)."""
+    parser.add_argument(VERBOSE_FLAG, action="store_true",
+                        help="show TensorFlow's start-up and runtime logs (hidden by default)")
+
+
+def quiet_python_logs():
+    """Hide TensorFlow's and absl's Python-side warnings unless --verbose."""
+    if not _VERBOSE:
+        import logging
+        logging.getLogger("tensorflow").setLevel(logging.ERROR)
+        logging.getLogger("absl").setLevel(logging.ERROR)
 
 
 def _check_keras_backend():

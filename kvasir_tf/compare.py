@@ -10,8 +10,9 @@ The usual recipe (``recipe="finetune"``): ``float`` and ``sgt`` train from scrat
 """
 from __future__ import annotations
 
+import argparse
 import dataclasses
-import json
+import shutil
 import subprocess
 import sys
 from dataclasses import dataclass
@@ -19,8 +20,10 @@ from pathlib import Path
 
 import numpy as np
 
-import kvasir_tf  # noqa: F401  (Keras 2 before TensorFlow)
-from kvasir_tf.errors import KvasirError
+import kvasir_tf
+from kvasir_tf import report, rundir
+from kvasir_tf.config import TrainConfig, add_train_args, base_config, given_settings
+from kvasir_tf.errors import KvasirError, cli
 
 
 @dataclass(frozen=True)
@@ -52,33 +55,10 @@ VARIANTS = (
 )
 TRAIN_ORDER = ("float", "sgt", "qat", "pact-qat", "sgt-pact-qat")
 FINETUNE_FROM = {"qat": "float", "pact-qat": "float", "sgt-pact-qat": "sgt"}
-# The paper's Table I: our quantized model against the float SGT model it starts from.
-TABLE1_ROWS = ("sgt-keras", "sgt-pact-qat-int8")
 REFERENCE = "float-keras"            # "agreement" column: % same top-1 as this row
 LATENCY_THREADS = (1, 2)
 LATENCY_RUNS = 50
 RECIPES = ("finetune", "scratch")
-# Run-config keys that do not change what a run learns (paths, logging, bookkeeping); every
-# other key must match for a finished run directory to be reused.
-REUSE_IGNORED = {"data_dir", "demo", "out", "init_from", "resume", "distribute", "cache_dir",
-                 "verbose", "class_names"}
-
-COLUMNS = (  # key, header, format
-    ("accuracy", "acc", "{:.3f}"),
-    ("macro_sensitivity", "sens", "{:.3f}"),
-    ("macro_specificity", "spec", "{:.3f}"),
-    ("macro_f1", "F1", "{:.3f}"),
-    ("mcc", "MCC", "{:.3f}"),
-    ("size_kb", "size KB", "{:.1f}"),
-    ("latency_1t_ms", "lat 1T ms", "{:.2f}"),
-    ("latency_1t_p90_ms", "p90 1T", "{:.2f}"),
-    ("latency_2t_ms", "lat 2T ms", "{:.2f}"),
-    ("latency_2t_p90_ms", "p90 2T", "{:.2f}"),
-    ("peak_memory_mb", "mem MB", "{:.1f}"),
-    ("agreement", "agree float %", "{:.1f}"),
-    ("agreement_source", "agree src %", "{:.1f}"),
-)
-
 _MEMORY_PROBE = r"""
 import sys
 import numpy as np
@@ -119,54 +99,37 @@ def _progress(total, desc):
 
 
 # ----------------------------------------------------------------------------- training
-def _train_argv(mode, run_dir, data_args, train_args, init_from=None):
-    argv = ["--mode", mode, "--out", str(run_dir), *data_args, *train_args]
-    if init_from is not None:
-        argv += ["--init-from", str(init_from)]
-    return argv
-
-
-def _reusable(run_dir: Path, config) -> bool:
-    """A finished run with the same key settings; a different one is an error, not a silent reuse."""
-    cfg_path = run_dir / "config.json"
-    if not ((run_dir / "checkpoints" / "best.keras").is_file() and (run_dir / "test_metrics.json").is_file()
-            and cfg_path.is_file()):
-        return False
-    stored = json.loads(cfg_path.read_text())
-    wanted = {k: v for k, v in dataclasses.asdict(config).items() if k not in REUSE_IGNORED}
-    differ = {k: (stored.get(k), v) for k, v in wanted.items() if stored.get(k) != v}
-    if differ:
-        raise KvasirError(f"{run_dir} was trained with other settings {differ}; pass a new --out "
-                          "or --retrain")
-    return True
-
-
-def train_runs(out_dir, modes, *, data_args, train_args=(), qat_train_args=(), recipe="finetune",
-               retrain=False) -> dict:
-    """Run directory per training mode under ``out_dir/runs``, training only what is missing."""
-    from kvasir_tf import train as train_lib
+def run_configs(out_dir, modes, base: TrainConfig, *, qat=None, recipe="finetune") -> dict:
+    """TrainConfig per training mode (in training order): ``base`` with the mode, its run folder
+    and, for QAT runs fine-tuned from a float/SGT run, ``qat`` ({field: value}) on top."""
     if recipe not in RECIPES:
         raise KvasirError(f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
-    needed = list(modes)
+    needed = set(modes)
     if recipe == "finetune":
-        for m in list(needed):
-            if m in FINETUNE_FROM and FINETUNE_FROM[m] not in needed:
-                needed.append(FINETUNE_FROM[m])
-    needed = [m for m in TRAIN_ORDER if m in needed]
-    runs = {}
-    for mode in needed:
+        needed |= {FINETUNE_FROM[m] for m in modes if m in FINETUNE_FROM}
+    configs = {}
+    for mode in (m for m in TRAIN_ORDER if m in needed):
         run_dir = Path(out_dir) / "runs" / mode
-        init = runs[FINETUNE_FROM[mode]] if recipe == "finetune" and mode in FINETUNE_FROM else None
-        extra = list(qat_train_args) if init is not None else []
-        config = train_lib.config_from_args(_train_argv(mode, run_dir, data_args,
-                                                        [*train_args, *extra], init))
-        if not retrain and _reusable(run_dir, config):
+        cfg = dataclasses.replace(base, mode=mode, out=str(run_dir))
+        if recipe == "finetune" and mode in FINETUNE_FROM:
+            cfg = dataclasses.replace(cfg, init_from=configs[FINETUNE_FROM[mode]].out, **(qat or {}))
+        configs[mode] = cfg
+    return configs
+
+
+def train_runs(configs: dict, *, retrain=False) -> dict:
+    """Run directory per training mode, training only what is missing or --retrain."""
+    from kvasir_tf import train as train_lib
+    runs = {}
+    for mode, config in configs.items():
+        run_dir = Path(config.out)
+        if not retrain and rundir.reusable(run_dir, config):
             print(f"[compare] reusing {run_dir}")
         else:
             if run_dir.exists() and retrain:
-                import shutil
                 shutil.rmtree(run_dir)
-            print(f"[compare] training {mode} -> {run_dir}" + (f" (from {init})" if init else ""))
+            print(f"[compare] training {mode} -> {run_dir}"
+                  + (f" (from {config.init_from})" if config.init_from else ""))
             train_lib.train(config)
         runs[mode] = run_dir
     _check_same_split(runs)
@@ -190,14 +153,15 @@ def _check_same_split(runs: dict):
 # ----------------------------------------------------------------------------- artifacts
 def convert_variants(runs: dict, variants, models_dir, *, num_calibration=None, force=False) -> dict:
     """Artifact path per variant: the best Keras checkpoint, or a verified .tflite."""
-    from kvasir_tf.convert import convert, read_sidecar, sha256_file
+    from kvasir_tf.artifact import read_sidecar, sha256_file
+    from kvasir_tf.convert import convert
     models_dir = Path(models_dir)
     models_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for v in variants:
         run_dir = runs[v.train_mode]
         if v.convert_mode is None:
-            paths[v.name] = run_dir / "checkpoints" / "best.keras"
+            paths[v.name] = rundir.checkpoint_path(run_dir)
             continue
         out = models_dir / f"{v.name}.tflite"
         side = read_sidecar(out) if out.is_file() else None
@@ -213,8 +177,9 @@ def convert_variants(runs: dict, variants, models_dir, *, num_calibration=None, 
 
 
 def measure(variants, paths: dict, split, *, data_dir=None, latency_runs=LATENCY_RUNS,
-            threads=LATENCY_THREADS, memory=True) -> dict:
-    """Metrics, size, host latency and memory of every artifact, on ``split``'s test images."""
+            threads=LATENCY_THREADS, memory=True, mask_overlays=False) -> dict:
+    """Metrics, size, host latency and memory of every artifact, on ``split``'s test images
+    (preprocessed with the runs' own ``mask_overlays``)."""
     from kvasir_tf import evaluate as ev
     rows = {}
     bar = _progress(len(variants), "measuring")
@@ -222,14 +187,14 @@ def measure(variants, paths: dict, split, *, data_dir=None, latency_runs=LATENCY
         for v in variants:
             path = Path(paths[v.name])
             bar.set_postfix_str(v.name)
-            report = ev.evaluate(path, split, "test", data_dir=data_dir)
-            row = {k: report[k] for k in ("accuracy", "macro_sensitivity", "macro_specificity",
-                                          "macro_f1", "mcc", "n")}
+            rep = ev.evaluate(path, split, "test", data_dir=data_dir, mask_overlays=mask_overlays)
+            row = {k: rep[k] for k in ("accuracy", "macro_sensitivity", "macro_specificity",
+                                       "macro_f1", "mcc", "n")}
             row.update(name=v.name, label=v.label, train_mode=v.train_mode,
                        format=v.convert_mode or "keras", path=str(path),
                        size_kb=path.stat().st_size / 1024.0,
-                       predictions=report["predictions"], per_class=report["per_class"],
-                       confusion_matrix=report["confusion_matrix"])
+                       predictions=rep["predictions"], per_class=rep["per_class"],
+                       confusion_matrix=rep["confusion_matrix"])
             if v.convert_mode is not None:
                 for t in threads:
                     lat = ev.latency(path, threads=t, runs=latency_runs)
@@ -284,104 +249,6 @@ def merge_device_logs(rows: dict, device_logs: dict) -> dict:
     return rows
 
 
-# ----------------------------------------------------------------------------- reports
-def _fmt(value, fmt):
-    return "-" if value is None else fmt.format(value)
-
-
-def markdown_table(rows, names=None, columns=COLUMNS) -> str:
-    names = [n for n in (names or rows) if n in rows]
-    cols = list(columns)
-    if any("device_latency_ms" in rows[n] for n in names):
-        cols.append(("device_latency_ms", "device ms", "{:.2f}"))
-    head = "| model | " + " | ".join(h for _, h, _ in cols) + " |"
-    sep = "|---|" + "---:|" * len(cols)
-    lines = [head, sep]
-    for n in names:
-        r = rows[n]
-        lines.append(f"| {r['label']} | " + " | ".join(_fmt(r.get(k), f) for k, _, f in cols) + " |")
-    return "\n".join(lines)
-
-
-def headline(rows: dict) -> dict:
-    """The figures the project promises, computed from the table."""
-    out = {}
-    f, i8 = rows.get("float"), rows.get("ptq-int8")
-    if f and i8:
-        out["int8_size_ratio"] = i8["size_kb"] / f["size_kb"]
-        if f.get("latency_1t_ms") and i8.get("latency_1t_ms"):
-            out["int8_latency_ratio_1t"] = i8["latency_1t_ms"] / f["latency_1t_ms"]
-    pt = rows.get("ptq-int8-per-tensor")
-    if f and pt:
-        out["int8_per_tensor_size_ratio"] = pt["size_kb"] / f["size_kb"]
-    for q in ("qat", "pact-qat", "sgt-pact-qat"):
-        k, t = rows.get(f"{q}-keras"), rows.get(f"{q}-int8")
-        if k and t:
-            out[f"{q}_int8_minus_keras_points"] = 100.0 * (t["accuracy"] - k["accuracy"])
-            out[f"{q}_int8_agreement_with_keras"] = t.get("agreement_source")
-    fk = rows.get("float-keras")
-    if fk and i8:
-        out["ptq_drop_points"] = 100.0 * (fk["accuracy"] - i8["accuracy"])
-    if fk and pt:
-        out["ptq_per_tensor_drop_points"] = 100.0 * (fk["accuracy"] - pt["accuracy"])
-    return out
-
-
-def write_reports(rows: dict, out_dir, *, title="kvasir_tf comparison", context=None) -> dict:
-    """comparison.md / comparison.json and the accuracy-vs-size and accuracy-vs-latency plots."""
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    heads = headline(rows)
-    md = [f"# {title}", ""]
-    if context:
-        md += [f"- {k}: {v}" for k, v in context.items()] + [""]
-    md += ["## Table I: our model vs the SGT model", "",
-           markdown_table(rows, TABLE1_ROWS), "",
-           "## All models", "", markdown_table(rows), "",
-           "acc/sens/spec/F1/MCC on the test split (sens/spec: one-vs-rest, macro over the classes present in the test split); "
-           "latency: median over single-image invokes, ai-edge-litert with XNNPACK, 1 and 2 threads; "
-           "mem: peak RSS added by loading and running the model; agree: % same top-1 as the float "
-           "Keras model / as the Keras model the artifact was converted from.", ""]
-    if heads:
-        md += ["## Headline figures", ""] + [f"- {k}: {v:.3f}" if isinstance(v, float) else f"- {k}: {v}"
-                                              for k, v in heads.items()] + [""]
-    md_path = out / "comparison.md"
-    md_path.write_text("\n".join(md))
-    slim = {n: {k: v for k, v in r.items() if k != "predictions"} for n, r in rows.items()}
-    json_path = out / "comparison.json"
-    json_path.write_text(json.dumps({"context": context or {}, "headline": heads, "rows": slim},
-                                    indent=2, default=str) + "\n")
-    plots = [_plot(rows, "size_kb", "file size (KB)", out / "accuracy_vs_size.png"),
-             _plot(rows, "latency_1t_ms", "host latency, 1 thread (ms)", out / "accuracy_vs_latency.png")]
-    return {"markdown": md_path, "json": json_path, "plots": [p for p in plots if p]}
-
-
-def _plot(rows, xkey, xlabel, path):
-    import matplotlib
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-    # Deployable artifacts only: a .keras checkpoint's size is not what a device stores.
-    pts = sorted((r[xkey], r["accuracy"], r["label"], r["format"]) for r in rows.values()
-                 if r.get(xkey) is not None and r["format"] != "keras")
-    if not pts:
-        return None
-    colours = {"float": "tab:blue", "fp16": "tab:cyan", "dynamic": "tab:purple", "int8": "tab:red"}
-    fig, ax = plt.subplots(figsize=(7, 4.5), dpi=120)
-    for i, (x, y, label, fmt) in enumerate(pts):
-        ax.scatter(x, y, s=40, color=colours.get(fmt, "tab:gray"))
-        # alternate label offsets so neighbours with equal accuracy stay readable
-        ax.annotate(label, (x, y), textcoords="offset points", xytext=(5, 4 if i % 2 == 0 else -11),
-                    fontsize=7)
-    ax.set_xlabel(xlabel)
-    ax.set_ylabel("test accuracy")
-    ax.set_title(f"accuracy vs {xlabel.split(' (')[0]}")
-    ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
-
-
 def select_variants(names=None):
     if not names:
         return list(VARIANTS)
@@ -392,23 +259,84 @@ def select_variants(names=None):
     return [known[n] for n in names]
 
 
-def run_comparison(out_dir, *, data_args, train_args=(), qat_train_args=(), variants=None,
-                   recipe="finetune", retrain=False, force_convert=False, num_calibration=None,
-                   latency_runs=LATENCY_RUNS, device_logs=None, data_dir=None) -> dict:
-    """Train/reuse, convert, measure and report; returns {"rows", "headline", "files"}."""
+def run_comparison(out_dir, base: TrainConfig, *, qat=None, variants=None, recipe="finetune",
+                   retrain=False, force_convert=False, num_calibration=None,
+                   latency_runs=LATENCY_RUNS, device_logs=None) -> dict:
+    """Train/reuse, convert, measure and report; returns {"rows", "headline", "files"}.
+
+    ``base``: the settings every run shares; ``qat``: {field: value} for the QAT fine-tuning runs.
+    """
     variants = select_variants(variants)
     out_dir = Path(out_dir)
-    runs = train_runs(out_dir, {v.train_mode for v in variants}, data_args=data_args,
-                      train_args=train_args, qat_train_args=qat_train_args, recipe=recipe,
-                      retrain=retrain)
+    configs = run_configs(out_dir, {v.train_mode for v in variants}, base, qat=qat, recipe=recipe)
+    runs = train_runs(configs, retrain=retrain)
     paths = convert_variants(runs, variants, out_dir / "models", num_calibration=num_calibration,
                              force=force_convert)
     first = runs[variants[0].train_mode]
-    rows = measure(variants, paths, first, data_dir=data_dir, latency_runs=latency_runs)
+    cfg = rundir.read_config(first)
+    rows = measure(variants, paths, first, latency_runs=latency_runs,
+                   mask_overlays=bool(cfg.get("mask_overlays")))
     merge_device_logs(rows, device_logs)
-    cfg = json.loads((first / "config.json").read_text())
     context = {"data": cfg.get("data_dir") or "demo", "image_size": cfg.get("image_size"),
                "width multiplier": cfg.get("alpha"), "seed": cfg.get("seed"), "recipe": recipe,
                "test images": next(iter(rows.values()))["n"]}
-    files = write_reports(rows, out_dir, context=context)
-    return {"rows": rows, "headline": headline(rows), "files": files}
+    files = report.write_reports(rows, out_dir, context=context)
+    return {"rows": rows, "headline": report.headline(rows), "files": files}
+
+
+# ----------------------------------------------------------------------------- CLI
+def parser(prog="kvasir-compare") -> argparse.ArgumentParser:
+    ap = argparse.ArgumentParser(prog=prog, description="Compare float, SGT, PTQ int8, TF-MOT QAT int8, "
+                                 "PACT-QAT int8 and SGT-PACT-QAT int8 side by side on one test split.")
+    ap.add_argument("--out", default="runs/compare", help="output folder: runs/, models/, reports "
+                                                          "(default runs/compare)")
+    add_train_args(ap, run_flags=False)
+    ap.add_argument("--qat-epochs", type=int, help="epochs of the QAT fine-tuning runs (default --epochs)")
+    ap.add_argument("--qat-lr", type=float, help="learning rate of the QAT fine-tuning runs (default --lr)")
+    ap.add_argument("--recipe", choices=RECIPES, default="finetune",
+                    help="finetune: QAT runs start from the float/SGT run; scratch: all from scratch "
+                         "(default finetune)")
+    ap.add_argument("--models", help="comma-separated rows to produce (default all): "
+                    + ", ".join(v.name for v in VARIANTS))
+    ap.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
+    ap.add_argument("--force", action="store_true", help="convert again even where a .tflite exists")
+    ap.add_argument("--num-calibration", type=int, help="PTQ calibration images (default: the converter's)")
+    ap.add_argument("--latency-runs", type=int, default=LATENCY_RUNS,
+                    help=f"timed invokes per model and thread count (default {LATENCY_RUNS})")
+    ap.add_argument("--device-log", action="append", default=[], metavar="ROW=LOG",
+                    help="on-device figures for a row: firmware serial capture or benchmark_model output")
+    kvasir_tf.add_verbose_flag(ap)
+    return ap
+
+
+def qat_overrides(epochs=None, lr=None) -> dict:
+    return {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
+
+
+@cli
+def main(argv=None, prog="kvasir-compare") -> int:
+    args = parser(prog).parse_args(argv)
+    if args.latency_runs < 50:
+        raise KvasirError(f"--latency-runs {args.latency_runs}: use at least 50 for a stable median/p90")
+    given = given_settings(args)
+    if not given.get("demo") and not given.get("data_dir"):
+        raise KvasirError("pass --data-dir DIR (Kvasir v2 or any class-per-folder dataset) or --demo")
+    logs = {}
+    for item in args.device_log:
+        row, sep, path = item.partition("=")
+        if not sep or not Path(path).is_file():
+            raise KvasirError(f"--device-log {item!r}: use ROW=PATH with an existing log file")
+        logs[row] = path
+    result = run_comparison(
+        args.out, base_config(given), qat=qat_overrides(args.qat_epochs, args.qat_lr),
+        variants=args.models.split(",") if args.models else None, recipe=args.recipe,
+        retrain=args.retrain, force_convert=args.force, num_calibration=args.num_calibration,
+        latency_runs=args.latency_runs, device_logs=logs)
+    print(result["files"]["markdown"].read_text())
+    for f in [result["files"]["markdown"], result["files"]["json"], *result["files"]["plots"]]:
+        print(f"wrote {f}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -14,11 +14,11 @@ import argparse
 import sys
 from pathlib import Path
 
-import kvasir_tf  # noqa: F401  (Keras 2 before TensorFlow)
+import kvasir_tf
 from kvasir_tf.errors import cli
 
 # QAT runs fine-tune a trained float/SGT model: fewer epochs, a smaller step.
-DEMO_QAT_ARGS = ("--epochs", "10", "--lr", "1e-3")
+DEMO_QAT = {"epochs": 10, "lr": 1e-3}
 # --quick: the paper's model only (SGT, then SGT-PACT-QAT fine-tuning).
 QUICK_MODELS = ("sgt-keras", "sgt-pact-qat-keras", "sgt-pact-qat-int8")
 
@@ -34,12 +34,13 @@ def prepare_data(data_dir) -> Path:
 
 
 def run_demo(out_dir="runs/demo", quick=False) -> dict:
-    from kvasir_tf import compare, train
-    data_dir = train.DEMO_DATA_DIR  # where `python -m kvasir_tf.train --demo` looks
+    from kvasir_tf import compare
+    from kvasir_tf.config import DEMO_DATA_DIR, base_config
+    data_dir = DEMO_DATA_DIR  # where `python -m kvasir_tf.train --demo` looks
     print(f"== 1/3 demo data in {data_dir}")
     prepare_data(data_dir)
     print(f"== 2/3 train, convert and evaluate (runs and models under {out_dir})")
-    result = compare.run_comparison(out_dir, data_args=["--demo"], qat_train_args=DEMO_QAT_ARGS,
+    result = compare.run_comparison(out_dir, base_config({"demo": True}), qat=DEMO_QAT,
                                     variants=QUICK_MODELS if quick else None)
     print("== 3/3 report")
     print(result["files"]["markdown"].read_text())
@@ -53,6 +54,7 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(prog="python -m kvasir_tf.demo", description=__doc__.split("\n\n")[0])
     ap.add_argument("--out", default="runs/demo", help="where runs, models and the report go")
     ap.add_argument("--quick", action="store_true", help="only the paper's model (SGT -> SGT-PACT-QAT int8)")
+    kvasir_tf.add_verbose_flag(ap)
     args = ap.parse_args(argv)
     run_demo(args.out, args.quick)
     return 0

@@ -4,9 +4,9 @@ A .tflite is fed exactly as a device feeds it: raw pixels quantized with the sca
 from its JSON sidecar, output dequantized the same way. The test images come from the run's
 split manifest, so every model in a comparison sees the same images.
 
-    python -m kvasir_tf.evaluate MODEL --data-dir DATA [--run RUN_DIR | --manifest split.json]
+    kvasir-evaluate MODEL --data-dir DATA [--run RUN_DIR | --manifest split.json]
                                  [--split test] [--out DIR] [--batch-size 32]
-    python -m kvasir_tf.evaluate MODEL.tflite --latency [--threads 1] [--runs 50]
+    kvasir-evaluate MODEL.tflite --latency [--threads 1] [--runs 50]
 """
 from __future__ import annotations
 
@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-import kvasir_tf  # noqa: F401  (Keras 2 before TensorFlow)
-from kvasir_tf import convert as _conv
+import kvasir_tf
+from kvasir_tf import rundir, runtime
 from kvasir_tf.errors import KvasirError, cli
 
 DEFAULT_BATCH = 32
@@ -30,99 +30,45 @@ TABLE_NAME = "eval_table.txt"
 CM_PNG_NAME = "confusion_matrix.png"
 
 
+class KerasModel:
+    """A Keras model (run directory or .keras file) with the same ``predict`` as a TFLiteModel."""
+
+    def __init__(self, path):
+        from kvasir_tf.model_io import image_size_of
+        src = rundir.load_source(path)
+        self.path, self.model, self.class_names = Path(path), src.model, src.class_names
+        self.image_size = image_size_of(self.model)
+        self.num_classes = int(self.model.outputs[0].shape[-1])
+        self.sidecar = None
+
+    def predict(self, images, batch_size=DEFAULT_BATCH) -> np.ndarray:
+        images = runtime.check_images(images, self.image_size)
+        if len(images) == 0:
+            return np.zeros((0, self.num_classes), np.float32)
+        return np.asarray(self.model.predict(images.astype(np.float32), batch_size=batch_size,
+                                             verbose=0), np.float32)
+
+
 class Predictor:
-    """One loaded model (Keras or TFLite) that maps uint8 pixels [N,S,S,3] to probabilities."""
+    """One loaded artifact (Keras or TFLite, told apart by content) mapping uint8 pixels to probabilities."""
 
     def __init__(self, model_path, num_threads=None):
         self.path = Path(model_path)
         if not self.path.exists():
             raise KvasirError(f"model {self.path} not found; pass a .tflite written by "
                               "tools/convert.py or a .keras checkpoint")
-        self.sidecar = None
-        self.class_names = None
-        if self.path.is_file() and _conv.is_tflite_file(self.path):
-            self.kind = "tflite"
-            self._init_tflite(num_threads)
+        if self.path.is_file() and runtime.is_tflite_file(self.path):
+            self.kind, self.impl = "tflite", runtime.TFLiteModel(self.path, num_threads)
+            src = Path(self.impl.sidecar["source"]) if self.impl.sidecar else None
+            self.run_dir = rundir.run_dir_of(src) if src is not None and src.exists() else None
         else:
-            self.kind = "keras"
-            src = _conv.load_source(self.path)
-            self.model = src.model
-            self.image_size = _conv.model_image_size(self.model)
-            self.num_classes = int(self.model.outputs[0].shape[-1])
-            self.class_names = src.class_names
-            self.run_dir = src.path if src.kind == "run" else _conv._run_dir_of(self.path)
-
-    def _init_tflite(self, num_threads):
-        """A TFLite flatbuffer (recognised by its magic bytes, whatever the file name)."""
-        self.sidecar = _conv.read_sidecar(self.path)
-        if self.sidecar is not None:
-            if self.sidecar.get("sha256") != _conv.sha256_file(self.path):
-                raise KvasirError(f"{_conv.sidecar_path_for(self.path)} does not describe {self.path} "
-                                  "(sha256 differs); re-run tools/convert.py --force to rewrite both")
-            self.class_names = list(self.sidecar["class_names"])
-        try:
-            self.interpreter = _conv.make_interpreter(model_path=self.path, num_threads=num_threads)
-            self.interpreter.allocate_tensors()
-        except (RuntimeError, ValueError) as exc:
-            raise KvasirError(f"{self.path} does not load in ai-edge-litert: {_conv._first_line(exc)}") from None
-        inp = self.interpreter.get_input_details()[0]
-        self.image_size = int(inp["shape"][1])
-        self.num_classes = int(self.interpreter.get_output_details()[0]["shape"][-1])
-        self._batch = 1
-        src = Path(self.sidecar["source"]) if self.sidecar else None
-        self.run_dir = (src if src is not None and src.is_dir() else
-                        _conv._run_dir_of(src) if src is not None and src.exists() else None)
-
-    def _input_detail(self):
-        """The interpreter's input detail, with the sidecar's pixel map when there is one."""
-        d = dict(self.interpreter.get_input_details()[0])
-        if self.sidecar and self.sidecar["input"].get("scale") is not None:
-            d["quantization"] = (self.sidecar["input"]["scale"], self.sidecar["input"]["zero_point"])
-        return d
-
-    def _resize_batch(self, n) -> bool:
-        if n == self._batch:
-            return True
-        it = self.interpreter
-        try:
-            it.resize_tensor_input(it.get_input_details()[0]["index"], [n, self.image_size, self.image_size, 3])
-            it.allocate_tensors()
-        except (RuntimeError, ValueError):
-            it.resize_tensor_input(it.get_input_details()[0]["index"], [1, self.image_size, self.image_size, 3])
-            it.allocate_tensors()
-            self._batch = 1
-            return False
-        self._batch = n
-        return True
-
-    def _tflite_batch(self, x):
-        it = self.interpreter
-        it.set_tensor(it.get_input_details()[0]["index"], _conv.quantize_input(x, self._input_detail()))
-        it.invoke()
-        out = it.get_output_details()[0]
-        return _conv.dequantize_output(it.get_tensor(out["index"]), out)
+            self.kind, self.impl = "keras", KerasModel(self.path)
+            self.run_dir = rundir.run_dir_of(self.path)
+        self.sidecar, self.class_names = self.impl.sidecar, self.impl.class_names
+        self.image_size, self.num_classes = self.impl.image_size, self.impl.num_classes
 
     def predict(self, images, batch_size=DEFAULT_BATCH) -> np.ndarray:
-        images = np.asarray(images)
-        if images.ndim != 4 or images.shape[1:] != (self.image_size, self.image_size, 3):
-            raise KvasirError(f"images must be [N, {self.image_size}, {self.image_size}, 3] raw pixels, "
-                              f"got {images.shape}; load them with kvasir_tf.data.pipeline.load_images")
-        if len(images) == 0:
-            return np.zeros((0, self.num_classes), np.float32)
-        if self.kind == "keras":
-            return np.asarray(self.model.predict(images.astype(np.float32), batch_size=batch_size,
-                                                 verbose=0), np.float32)
-        b = max(1, min(int(batch_size), len(images)))
-        if not self._resize_batch(b):
-            b = 1
-        outs = []
-        for i in range(0, len(images), b):
-            chunk = images[i:i + b]
-            n = len(chunk)
-            if n < b:  # pad the last batch instead of re-allocating the interpreter
-                chunk = np.concatenate([chunk, np.zeros((b - n, *chunk.shape[1:]), chunk.dtype)])
-            outs.append(self._tflite_batch(chunk)[:n])
-        return np.concatenate(outs).astype(np.float32)
+        return self.impl.predict(images, batch_size)
 
 
 def predict(model_path, images_uint8, batch_size=DEFAULT_BATCH) -> np.ndarray:
@@ -132,14 +78,13 @@ def predict(model_path, images_uint8, batch_size=DEFAULT_BATCH) -> np.ndarray:
 
 def latency(model_path, threads=1, runs=DEFAULT_LATENCY_RUNS, warmup=LATENCY_WARMUP) -> dict:
     """Host latency of one single-image invoke (ai-edge-litert, XNNPACK, num_threads) in ms."""
-    p = Predictor(model_path, num_threads=threads)
-    if p.kind != "tflite":
+    if not (Path(model_path).is_file() and runtime.is_tflite_file(model_path)):
         raise KvasirError(f"latency is measured on .tflite files; convert {model_path} first")
-    p._resize_batch(1)
-    it = p.interpreter
-    inp = it.get_input_details()[0]
-    x = _conv.quantize_input(np.full((1, p.image_size, p.image_size, 3), 128, np.uint8), p._input_detail())
-    it.set_tensor(inp["index"], x)
+    m = runtime.TFLiteModel(model_path, num_threads=threads)
+    m.resize_batch(1)
+    it = m.interpreter
+    x = runtime.quantize_input(np.full((1, m.image_size, m.image_size, 3), 128, np.uint8), m.input_detail())
+    it.set_tensor(it.get_input_details()[0]["index"], x)
     for _ in range(warmup):
         it.invoke()
     times = []
@@ -161,8 +106,12 @@ def _load_split(split, data_dir=None):
 
 
 def evaluate(model_path, split, subset="test", batch_size=DEFAULT_BATCH, *, out_dir=None,
-             data_dir=None, predictor=None) -> dict:
-    """Metrics of the artifact on ``split``'s subset (a Split, run dir or split.json)."""
+             data_dir=None, predictor=None, mask_overlays=False) -> dict:
+    """Metrics of the artifact on ``split``'s subset (a Split, run dir or split.json).
+
+    The one test-set evaluation path: training's final report comes through here too.
+    ``mask_overlays`` must be the run's own setting (images are preprocessed as in training).
+    """
     from kvasir_tf.data.pipeline import load_images
     from kvasir_tf.metrics import classification_report, format_report, save_confusion_matrix_png
     p = predictor or Predictor(model_path)
@@ -179,7 +128,7 @@ def evaluate(model_path, split, subset="test", batch_size=DEFAULT_BATCH, *, out_
     probs = []
     chunk = max(batch_size, 256)  # decode in chunks so a large test set never sits in memory twice
     for i in range(0, len(paths), chunk):
-        probs.append(p.predict(load_images(paths[i:i + chunk], p.image_size), batch_size))
+        probs.append(p.predict(load_images(paths[i:i + chunk], p.image_size, mask_overlays), batch_size))
     probs = np.concatenate(probs)
     report = classification_report(y_true, probs, names)
     report.update(model=str(model_path), kind=p.kind, subset=subset, image_size=p.image_size,
@@ -221,6 +170,7 @@ def _parser():
                     help="only measure host latency of a .tflite (no data needed)")
     ap.add_argument("--threads", type=int, default=1, help="--latency: interpreter threads")
     ap.add_argument("--runs", type=int, default=DEFAULT_LATENCY_RUNS, help="--latency: timed invokes")
+    kvasir_tf.add_verbose_flag(ap)
     return ap
 
 
@@ -241,8 +191,10 @@ def main(argv=None) -> int:
     if manifest is None:
         raise KvasirError(f"cannot tell which split {args.model} belongs to; pass --run runs/NAME "
                           "or --manifest runs/NAME/split.json")
+    run = args.run or p.run_dir
+    mask_overlays = bool(rundir.read_config(run).get("mask_overlays")) if run and rundir.is_run_dir(run) else False
     report = evaluate(args.model, manifest, args.split, args.batch_size, out_dir=args.out,
-                      data_dir=args.data_dir, predictor=p)
+                      data_dir=args.data_dir, predictor=p, mask_overlays=mask_overlays)
     from kvasir_tf.metrics import format_report
     print(f"{args.model} ({p.kind}) on {report['n']} {args.split} images")
     print(format_report(report))

@@ -6,7 +6,6 @@ graph -- no nested sub-model -- because TF-MOT's ``quantize_apply`` cannot wrap 
 """
 from pathlib import Path
 
-import kvasir_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 import tensorflow as tf
 
 from kvasir_tf.errors import KvasirError

@@ -21,7 +21,6 @@ optimizer after each update; no softplus reparametrisation, so alpha is the clip
 itself and its gradient is the paper's). Its L2 penalty ``eta * alpha^2`` is the weight's
 regularizer, which Keras adds to ``layer.losses`` through ``add_loss``.
 """
-import kvasir_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 import tensorflow as tf
 
 from kvasir_tf.errors import KvasirError

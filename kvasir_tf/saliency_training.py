@@ -19,12 +19,12 @@ input backward on the weight tape (double backprop): a further backward-of-backw
 2.4x the guided step's time and 2.5x its peak memory (MobileNetV2 1.0, 224 px, batch 32, CPU;
 tools/benchmark_train.py), which is why ``lambda2`` defaults to 0.
 """
-import kvasir_tf  # noqa: F401  (selects Keras 2 before TensorFlow is imported)
 
 import tensorflow as tf
 
 from kvasir_tf.errors import KvasirError
 from kvasir_tf.preprocessing import NEUTRAL_PIXEL, PIXEL_MAX, PIXEL_MIN
+from kvasir_tf.qat import is_qat_model, pact_alphas
 
 MASK_VALUES = ("neutral", "mean", "noise")
 SALIENCY_REDUCES = ("sum", "max")
@@ -32,28 +32,6 @@ SALIENCY_REDUCES = ("sum", "max")
 # exact to ~0.2 % in fraction, and a sort of 1.6 M values (224 px, batch 32) is avoided.
 QUANTILE_SAMPLE = 1 << 16
 KL_EPSILON = 1e-7
-_QAT_LAYER_TYPES = ("QuantizeWrapper", "QuantizeWrapperV2", "QuantizeLayer")
-
-
-def pact_alpha_variables(model):
-    """The PACT clipping levels of a float or QAT-wrapped model (empty without PACT)."""
-    try:
-        from kvasir_tf.quantization import pact_alphas
-    except ImportError:  # quantization module absent: fall back to the variable name
-        return [v for v in model.trainable_variables
-                if v.name.split("/")[-1].split(":")[0] == "alpha"]
-    return list(pact_alphas(model))
-
-
-def is_qat_model(model):
-    """True when ``model`` contains TF-MOT quantize wrappers."""
-    try:
-        from kvasir_tf.quantization import is_qat_model as _is_qat
-    except ImportError:  # quantization module absent: fall back to the class names
-        return any(type(layer).__name__ in _QAT_LAYER_TYPES for layer in model.layers)
-    return _is_qat(model)
-
-
 class SaliencyGuidedModel(tf.keras.Model):
     """Trains ``model`` with saliency-guided masking; ``guided=False`` gives the plain step.
 
@@ -140,7 +118,7 @@ class SaliencyGuidedModel(tf.keras.Model):
         # Tie-breaking and "noise" fills draw from this generator, which training re-seeds
         # per epoch (kvasir_tf.train), so a resumed run repeats the same masks.
         self.rng = tf.random.Generator.from_seed(0)
-        self._alphas = pact_alpha_variables(model)
+        self._alphas = pact_alphas(model)
         names = ["loss", "ce"]
         if self.guided:
             names += ["kl", "l1", "masked_fraction", "eps"]

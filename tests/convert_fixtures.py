@@ -85,12 +85,12 @@ def trained_model():
 @functools.lru_cache(maxsize=None)
 def run_dir() -> Path:
     """A run directory as training writes it: config.json, split.json, checkpoints/best.keras."""
-    from kvasir_tf import quantization
+    from kvasir_tf.model_io import save_model
     from kvasir_tf.data.split import save_manifest
     run = _tmp() / "run"
     (run / "checkpoints").mkdir(parents=True)
     save_manifest(split(), run)
-    quantization.save_model(trained_model(), run / "checkpoints" / "best.keras")
+    save_model(trained_model(), run / "checkpoints" / "best.keras")
     (run / "config.json").write_text(json.dumps({
         "mode": "float", "image_size": SIZE, "alpha": 0.35, "class_names": list(CLASSES),
         "data_dir": str(dataset_dir()), "seed": 0}))

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kvasir_tf import compare
+from kvasir_tf import compare, report, rundir
+from kvasir_tf.config import TrainConfig, base_config
 from kvasir_tf.errors import KvasirError
 
 REPO = Path(__file__).resolve().parents[1]
@@ -43,7 +44,7 @@ def test_agreement_against_float_and_source_model():
 
 
 def test_headline_ratios_follow_the_rows():
-    h = compare.headline(_rows())
+    h = report.headline(_rows())
     assert h["int8_size_ratio"] == pytest.approx(110.0 / 400.0)
     assert h["int8_latency_ratio_1t"] == pytest.approx(0.4)
     assert h["ptq_drop_points"] == pytest.approx(10.0)
@@ -52,7 +53,7 @@ def test_headline_ratios_follow_the_rows():
 
 
 def test_reports_written(tmp_path):
-    files = compare.write_reports(_rows(), tmp_path, context={"seed": 0})
+    files = report.write_reports(_rows(), tmp_path, context={"seed": 0})
     md = files["markdown"].read_text()
     assert "| ptq-int8 | 0.700 |" in md and "| float-keras |" in md
     assert "- int8_size_ratio: 0.275" in md
@@ -74,7 +75,7 @@ def test_device_logs_merge_into_rows():
     bench = dl.parse_benchmark_model((DATA / "benchmark_model_android.txt").read_text())
     assert rows["ptq-int8"]["device_latency_ms"] == pytest.approx(
         bench.get("inference_median_ms", bench["inference_avg_ms"]))
-    assert "device ms" in compare.markdown_table(rows)
+    assert "device ms" in report.markdown_table(rows)
     with pytest.raises(KvasirError, match="no such row"):
         compare.merge_device_logs(rows, {"nope": DATA / "firmware_serial.log"})
 
@@ -83,7 +84,7 @@ def test_unknown_model_and_recipe_are_errors(tmp_path):
     with pytest.raises(KvasirError, match="unknown model"):
         compare.select_variants(["float", "int4"])
     with pytest.raises(KvasirError, match="unknown recipe"):
-        compare.train_runs(tmp_path, ["float"], data_args=["--demo"], recipe="magic")
+        compare.run_configs(tmp_path, ["float"], TrainConfig(demo=True), recipe="magic")
 
 
 def test_cli_rejects_bad_device_log(tmp_path):
@@ -99,12 +100,11 @@ def test_small_comparison_end_to_end(tmp_path, monkeypatch):
     """Train one tiny float run on demo data, convert it twice, measure every artifact."""
     monkeypatch.chdir(tmp_path)
     from kvasir_tf.data.synthetic import ensure_demo_data
-    from kvasir_tf.train import DEMO_DATA_DIR
+    from kvasir_tf.config import DEMO_DATA_DIR
     ensure_demo_data(DEMO_DATA_DIR, per_class=12, size=48)
     names = ["float-keras", "float", "ptq-int8"]
-    result = compare.run_comparison(
-        tmp_path / "cmp", data_args=["--demo"], variants=names,
-        train_args=["--image-size", "32", "--epochs", "1", "--batch-size", "16", "--verbose", "0"])
+    base = base_config({"demo": True, "image_size": 32, "epochs": 1, "batch_size": 16, "progress": 0})
+    result = compare.run_comparison(tmp_path / "cmp", base, variants=names)
     rows = result["rows"]
     assert list(rows) == names
     n_test = rows["float-keras"]["n"]
@@ -123,24 +123,21 @@ def test_small_comparison_end_to_end(tmp_path, monkeypatch):
         assert all(0.0 <= r[key] <= 1.0 for r in rows.values())
     # A second call reuses the run and the files instead of training again.
     before = (tmp_path / "cmp" / "models" / "ptq-int8.tflite").stat().st_mtime_ns
-    again = compare.run_comparison(
-        tmp_path / "cmp", data_args=["--demo"], variants=names, latency_runs=50,
-        train_args=["--image-size", "32", "--epochs", "1", "--batch-size", "16", "--verbose", "0"])
+    again = compare.run_comparison(tmp_path / "cmp", base, variants=names, latency_runs=50)
     assert (tmp_path / "cmp" / "models" / "ptq-int8.tflite").stat().st_mtime_ns == before
     assert np.isclose(again["rows"]["ptq-int8"]["accuracy"], rows["ptq-int8"]["accuracy"])
 
 
 def test_finished_run_is_reused_only_with_the_same_settings(tmp_path):
     import dataclasses
-    from kvasir_tf import train
     run = tmp_path / "runs" / "float"
-    config = train.config_from_args(["--mode", "float", "--demo", "--out", str(run), "--epochs", "3"])
-    assert not compare._reusable(run, config)                   # nothing there yet
+    config = base_config({"mode": "float", "demo": True, "out": str(run), "epochs": 3})
+    assert not rundir.reusable(run, config)                     # nothing there yet
     (run / "checkpoints").mkdir(parents=True)
     (run / "checkpoints" / "best.keras").write_bytes(b"x")
     (run / "test_metrics.json").write_text("{}")
-    stored = dataclasses.asdict(config) | {"out": "elsewhere", "verbose": 0}   # bookkeeping differs
+    stored = dataclasses.asdict(config) | {"out": "elsewhere", "progress": 0}   # bookkeeping differs
     (run / "config.json").write_text(json.dumps(stored))
-    assert compare._reusable(run, config)
+    assert rundir.reusable(run, config)
     with pytest.raises(KvasirError, match=r"other settings \{'epochs': \(3, 4\)\}"):
-        compare._reusable(run, dataclasses.replace(config, epochs=4))
+        rundir.reusable(run, dataclasses.replace(config, epochs=4))

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kvasir_tf import evaluate as E
-from kvasir_tf.convert import sha256_file
+from kvasir_tf.artifact import sha256_file
 from kvasir_tf.errors import KvasirError
 from tests import convert_fixtures as F
 

@@ -16,14 +16,18 @@ import numpy as np
 import pytest
 
 import kvasir_tf  # noqa: F401
+from kvasir_tf import callbacks as CB
+from kvasir_tf import config as C
+from kvasir_tf import qat, rundir
 from kvasir_tf import train as T
+from kvasir_tf.model_io import load_model
 from kvasir_tf.errors import KvasirError
 
 import tensorflow as tf  # noqa: E402
 
 EPOCHS = 5
 TINY = ["--image-size", "32", "--alpha", "0.35", "--batch-size", "8", "--seed", "3",
-        "--bn-momentum", "0.9", "--lr", "1e-3", "--verbose", "0"]
+        "--bn-momentum", "0.9", "--lr", "1e-3", "--progress", "0"]
 PER_CLASS, SIZE = 5, 40
 
 
@@ -48,10 +52,34 @@ def _ckpt_vars(path) -> dict:
     return out
 
 
+def cfg_from(argv):
+    return C.config_from_args(T.parser().parse_args(argv))
+
+
 # ----------------------------------------------------------------------------- fast checks
+def test_demo_and_data_dir_exclude_each_other(capsys):
+    with pytest.raises(SystemExit) as exc:
+        T.parser().parse_args(["--demo", "--data-dir", "x"])
+    assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_help_states_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        T.parser().parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert "(default 224)" in out and "(default: " not in out
+
+
+def test_config_field_roles_decide_resume_and_reuse():
+    roles = {f.name: f.metadata["role"] for f in C.dataclasses.fields(C.TrainConfig)}
+    assert roles["epochs"] == rundir.SCHEDULE and roles["lr"] == rundir.SCHEDULE
+    assert roles["image_size"] == rundir.LEARN and roles["init_from"] == rundir.ORIGIN
+    assert roles["out"] == rundir.PLACE and roles["progress"] == rundir.PLACE
+
+
 def test_cli_without_data_explains_and_fails(tmp_path, monkeypatch, capsys):
     monkeypatch.chdir(tmp_path)
-    monkeypatch.delenv(T.DATA_ENV, raising=False)
+    monkeypatch.delenv(C.DATA_ENV, raising=False)
     assert T.main(["--epochs", "1"]) == 2
     err = capsys.readouterr().err
     assert err.startswith("error: no dataset")
@@ -60,12 +88,12 @@ def test_cli_without_data_explains_and_fails(tmp_path, monkeypatch, capsys):
 
 
 def test_defaults_paper_and_demo():
-    paper = T.config_from_args([])
+    paper = cfg_from([])
     assert (paper.mode, paper.epochs, paper.batch_size, paper.mask_fraction) == ("sgt-pact-qat", 50, 128, 0.5)
     assert (paper.image_size, paper.alpha, paper.bn_momentum) == (224, 1.0, None)
-    demo = T.config_from_args(["--demo", "--epochs", "2"])
+    demo = cfg_from(["--demo", "--epochs", "2"])
     assert demo.demo and demo.epochs == 2  # explicit flags win over the demo defaults
-    assert demo.image_size == T.DEMO_DEFAULTS["image_size"] and demo.alpha == T.DEMO_DEFAULTS["alpha"]
+    assert demo.image_size == C.DEMO_DEFAULTS["image_size"] and demo.alpha == C.DEMO_DEFAULTS["alpha"]
 
 
 @pytest.mark.parametrize("flags,match", [
@@ -73,11 +101,10 @@ def test_defaults_paper_and_demo():
     (["--bits", "9"], "--bits"),
     (["--epochs", "0"], "--epochs"),
     (["--weights", "/nonexistent/w.h5"], "--weights"),
-    (["--demo", "--data-dir", "x"], "exclude"),
 ])
 def test_bad_flags_are_one_line_errors(flags, match):
     with pytest.raises(KvasirError, match=match):
-        T.config_from_args(flags).validate()
+        cfg_from(flags).validate()
 
 
 def test_adam_alpha_lr_scales_only_the_alpha_step():
@@ -92,12 +119,12 @@ def test_adam_alpha_lr_scales_only_the_alpha_step():
 
 def test_guard_stops_on_collapsed_alpha_and_nan():
     model = tf.keras.Sequential([tf.keras.layers.Dense(1, input_shape=(2,))])
-    alphas = [tf.Variable(T.ALPHA_MIN), tf.Variable(T.ALPHA_MIN * 1.5)]
-    guard = T._Guard(alphas)
+    alphas = [tf.Variable(CB.ALPHA_MIN), tf.Variable(CB.ALPHA_MIN * 1.5)]
+    guard = CB.Guard(alphas)
     guard.set_model(model)
     guard.on_epoch_end(0, {"loss": 1.0})
     assert model.stop_training and "alpha collapsed" in guard.reason
-    guard = T._Guard([tf.Variable(6.0)])
+    guard = CB.Guard([tf.Variable(6.0)])
     guard.set_model(model)
     model.stop_training = False
     guard.on_train_batch_end(4, {"loss": float("nan"), "mean_alpha": 6.0})
@@ -107,13 +134,13 @@ def test_guard_stops_on_collapsed_alpha_and_nan():
 def test_truncate_history_drops_redone_epochs(tmp_path):
     p = tmp_path / "history.csv"
     p.write_text("epoch,loss\n0,1.0\n1,0.9\n2,0.8\n")
-    T._truncate_history(p, 2)
+    CB.truncate_history(p, 2)
     assert p.read_text() == "epoch,loss\n0,1.0\n1,0.9\n"
 
 
 def test_load_run_and_init_from_need_a_run(tmp_path):
     with pytest.raises(KvasirError, match="config.json"):
-        T.load_run(tmp_path)
+        rundir.load_run(tmp_path)
     cfg = T.TrainConfig(mode="qat", image_size=32, alpha=0.35, init_from=str(tmp_path))
     with pytest.raises(KvasirError, match="config.json"):
         T.build_model(cfg, 8)
@@ -155,10 +182,9 @@ def test_demo_run_directory_is_complete(demo_run):
 
 
 def test_history_logs_every_loss_term(demo_run):
-    from kvasir_tf import quantization
     rows = _history(demo_run)
     cfg = json.loads((demo_run / "config.json").read_text())
-    n_alphas = len(quantization.pact_alphas(quantization.load_model(demo_run / "checkpoints/last.keras")))
+    n_alphas = len(qat.pact_alphas(load_model(demo_run / "checkpoints/last.keras")))
     assert n_alphas > 10
     assert [int(r["epoch"]) for r in rows] == list(range(EPOCHS))
     for col in ["loss", "ce", "kl", "l1", "masked_fraction", "eps", "mean_alpha", "accuracy",
@@ -167,7 +193,7 @@ def test_history_logs_every_loss_term(demo_run):
     for r in rows:
         assert abs(float(r["masked_fraction"]) - 0.5) < 0.15   # eps tracks the 50 % target
         assert float(r["kl"]) >= 0 and float(r["eps"]) > 0
-        assert T.ALPHA_MIN <= float(r["mean_alpha"]) <= 6.0 + 1e-3
+        assert CB.ALPHA_MIN <= float(r["mean_alpha"]) <= 6.0 + 1e-3
         # loss = ce + lambda1 * kl + eta * sum(alpha^2)   (lambda2 = 0, lambda1 = 1)
         reg = float(r["loss"]) - float(r["ce"]) - float(r["kl"])
         assert 0 < reg <= cfg["eta"] * n_alphas * 6.0 ** 2 + 1e-4, reg
@@ -198,7 +224,7 @@ def test_test_metrics_match_the_saved_best_model(demo_run):
         assert c["sensitivity"] == pytest.approx(tp / (tp + fn) if tp + fn else 0.0)
         assert c["specificity"] == pytest.approx((cm.sum() - tp - fn - fp) / (cm.sum() - tp - fn))
     # Recompute from the best checkpoint and the manifest's test split: same matrix.
-    model, cfg, split = T.load_run(demo_run)
+    model, cfg, split = rundir.load_run(demo_run)
     from kvasir_tf.data import pipeline
     x = pipeline.load_images(split.paths("test"), cfg["image_size"]).astype(np.float32)
     pred = np.argmax(model.predict(x, verbose=0), axis=1)
@@ -301,7 +327,7 @@ def float_run(tmp_path_factory):
     """
     work = tmp_path_factory.mktemp("float")
     run, data = work / "run", _tiny_data(work / "data")
-    cfg = T.config_from_args(["--mode", "float", "--data-dir", str(data), "--epochs", "4", *TINY,
+    cfg = cfg_from(["--mode", "float", "--data-dir", str(data), "--epochs", "4", *TINY,
                               "--distribute", "mirrored", "--out", str(run)])
     with pytest.raises(T.TrainingInterrupted, match="--resume") as interrupted:
         T.train(cfg, callbacks=[_CtrlC(epoch=1)])
@@ -328,8 +354,7 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(float_run):
     state = json.loads((run / "checkpoints/state.json").read_text())
     assert state["epochs_completed"] == 2
     assert tf.train.latest_checkpoint(str(run / "checkpoints/resume")).endswith("ckpt-2")
-    from kvasir_tf import quantization
-    last = quantization.load_model(run / "checkpoints/last.keras")
+    last = load_model(run / "checkpoints/last.keras")
     assert all(np.isfinite(w).all() for w in last.get_weights())
     ckpt = _ckpt_vars(run / "checkpoints/resume/ckpt-2")
     kernel = last.get_layer("Conv1").kernel.numpy()
@@ -339,11 +364,10 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(float_run):
 
 def test_init_from_loads_float_weights_into_the_qat_model(float_run):
     run = float_run[0]
-    from kvasir_tf import quantization
-    source = quantization.load_model(run / "checkpoints/best.keras")
+    source = load_model(run / "checkpoints/best.keras")
     cfg = T.TrainConfig(mode="sgt-pact-qat", image_size=32, alpha=0.35, init_from=str(run), seed=9)
     qat = T.build_model(cfg, len(json.loads((run / "config.json").read_text())["class_names"]))
-    assert quantization.is_qat_model(qat)
+    assert qat.is_qat_model(qat)
     # QAT wrappers keep the wrapped layer's variable names (Conv1/kernel:0 in quant_Conv1).
     qvars = {v.name: v for v in qat.weights}
     compared = 0
@@ -351,7 +375,7 @@ def test_init_from_loads_float_weights_into_the_qat_model(float_run):
         np.testing.assert_array_equal(qvars[w.name].numpy(), w.numpy(), err_msg=w.name)
         compared += 1
     assert compared > 100
-    assert all(float(a.numpy()) == cfg.pact_alpha_init for a in quantization.pact_alphas(qat))
+    assert all(float(a.numpy()) == cfg.pact_alpha_init for a in qat.pact_alphas(qat))
 
 
 def test_init_from_rejects_a_qat_run(demo_run):

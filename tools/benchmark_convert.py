@@ -1,44 +1,15 @@
-"""TFLite artifact size and host latency per conversion mode, with issue 4's targets (not a timed test).
+"""MobileNetV2-1.0-224: TFLite size and host latency per conversion mode (a benchmark, not a timed test).
 
-Builds ``build_mobilenetv2(224, 8, alpha=1.0)`` (random init; size and latency do not depend on
-the weights' values), converts it with ``kvasir_tf.convert.convert`` to float32, fp16, dynamic,
-int8 (per-channel, the default) and int8 --per-tensor, calibrating on real Kvasir-SEG images,
-then measures file size and single-image latency (``kvasir_tf.evaluate.latency``: ai-edge-litert,
-XNNPACK, same process, same run). Latency rounds interleave the models -- every model once per
-round -- so thermal or load drift hits all of them alike; medians are over the rounds' medians.
-Prints a table and PASS/MISS lines, writes bench_results/convert.json.
+Converts a random-init ``build_mobilenetv2(224, 8)`` (size and latency do not depend on the
+weights' values) to float32, fp16, dynamic, int8 per-channel and int8 per-tensor, calibrating on
+real Kvasir-SEG images; latency rounds interleave the models so load drift hits all alike. It
+also counts the per-channel quantization parameters in the flatbuffer (the size difference
+between per-channel and per-tensor files) and, as a proxy for per-tensor's accuracy cost, the
+top-1 agreement of each int8 model with float32 after re-estimating BatchNorm statistics.
+Targets: int8 <= 0.27x float32 in size, <= 0.6x in latency at 1 thread. Prints a table and
+PASS/MISS lines, writes bench_results/convert.json.
 
-Targets (issue 4), MobileNetV2-1.0-224:
-  size:    int8 .tflite <= 0.27x float32   (TFLite's hosted mobilenet_v2_1.0_224: 0.243x)
-  latency: int8 <= 0.6x float32, 1 thread  (Pixel 3 anchor: 0.69x)
-
-Why the default (per-channel) int8 misses the size target: int8 weights are 1/4 of float32, so
-the floor is ~0.25x plus the graph and the quantization parameters. Per-channel quantization
-stores one scale (float32, 4 B) and one zero point (int64, 8 B) for every output channel of every
-conv/depthwise/dense weight AND of its int32 bias (bias scale = input scale x weight scale per
-channel): ~24 B per output channel, ~17k channels in MobileNetV2-1.0, i.e. a few hundred KB,
-which on a ~2.3 MB int8 file is the difference between ~0.26x and ~0.30x. The script counts those
-parameters from the flatbuffer (the interpreter's tensor details) and prints the overhead in
-bytes beside the measured per-channel minus per-tensor file sizes. TFLite's hosted quantized
-MobileNetV2 uses per-tensor weight scales, so ``int8 per-tensor`` is the row to compare with its
-0.243x (its 1001-class head also weighs more toward the 0.25x floor than our 8-class one).
-
-Per-tensor costs accuracy. Measuring that needs a trained model; as a cheap proxy on this
-untrained net the script reports top-1 agreement of each int8 model with the float32 model (and
-the mean |probability difference|) on real images disjoint from the calibration images. Freshly
-initialised (BatchNorm moving statistics still mean 0, variance 1) this net outputs exactly
-1/8 for every class on every image, so agreement would be a trivial 1.0; the script first
-re-estimates the BatchNorm moving statistics from the calibration images (one training-mode
-pass, momentum 0). That also gives
-the folded conv weights per-channel scale differences, which is what per-tensor quantization
-suffers from in trained nets -- but random weights still have far more uniform channel ranges
-than trained depthwise filters, so the proxy likely understates per-tensor's cost, and the
-untrained head's near-tied outputs (the printed median top-1 margin) make any quantization flip
-many top-1s, so agreement is noisy. It is a proxy, not an accuracy figure; size and latency do
-not depend on the weights' values.
-
-    .venv/bin/python tools/benchmark_convert.py                 # defaults: 224 px, alpha 1.0, 8 classes
-    .venv/bin/python tools/benchmark_convert.py --threads 1 2 --runs 50 --rounds 5
+    .venv/bin/python tools/benchmark_convert.py [--threads 1 2] [--runs 50] [--rounds 5]
 """
 import argparse
 import json
@@ -51,12 +22,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-import numpy as np  # noqa: E402
+import numpy as np
 
-import kvasir_tf  # noqa: E402,F401  (Keras 2 before TensorFlow)
-from kvasir_tf.errors import KvasirError, cli  # noqa: E402
+from kvasir_tf.errors import KvasirError, cli
 
 SEG_IMAGES = REPO.parent / "shared" / "data" / "kvasir-seg" / "images"
 IMAGE_EXTS = (".jpg", ".jpeg", ".png")
@@ -107,7 +76,7 @@ def quant_params(path) -> dict:
     Each stored scale is a float32 (4 B) and each zero point an int64 (8 B) in the schema.
     ``per_channel_extra_bytes`` is what per-channel costs over one scale/zero point per tensor.
     """
-    from kvasir_tf.convert import make_interpreter
+    from kvasir_tf.runtime import make_interpreter
     it = make_interpreter(model_path=path, delegates=False)
     tensors = pc = channels = scales = zps = 0
     for t in it.get_tensor_details():

@@ -14,11 +14,10 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
 
-from kvasir_tf.data import pipeline  # noqa: E402
-from kvasir_tf.data.discovery import discover  # noqa: E402
-from kvasir_tf.data.split import stratified_split  # noqa: E402
+from kvasir_tf.data import pipeline
+from kvasir_tf.data.discovery import discover
+from kvasir_tf.data.split import stratified_split
 
 SHARED = REPO.parent / "shared" / "data"
 TRAIN_STEP_IMG_S = 7.0   # what SGT-PACT-QAT consumes at 224 px on 2 cores (issue 2)

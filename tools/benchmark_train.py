@@ -17,9 +17,8 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
 
-from kvasir_tf.errors import KvasirError, cli  # noqa: E402
+from kvasir_tf.errors import KvasirError, cli
 
 # name -> (activation, QAT scheme or None, SGT wrapper?, lambda2)
 CONFIGS = {
@@ -37,10 +36,9 @@ NUM_CLASSES = 8
 def run_worker(name, size, alpha, batch, steps, warmup):
     """Build one configuration, time its train step; returns a result dict."""
     import numpy as np
-    import kvasir_tf  # noqa: F401
     import tensorflow as tf
     from kvasir_tf.model import build_mobilenetv2
-    from kvasir_tf.quantization import apply_qat
+    from kvasir_tf.qat import apply_qat
     from kvasir_tf.saliency_training import SaliencyGuidedModel
 
     activation, scheme, guided, lambda2 = CONFIGS[name]

@@ -12,7 +12,6 @@ statistics lag the weights and validation accuracy sits at chance whatever the d
 import argparse
 import time
 
-import kvasir_tf  # noqa: F401  (Keras 2 before tensorflow)
 import cv2
 import numpy as np
 

@@ -3,6 +3,5 @@
 Submodules are imported on demand so that ``import kvasir_tf.data`` stays cheap
 (TensorFlow is only loaded by :mod:`kvasir_tf.data.pipeline`).
 """
-import kvasir_tf  # noqa: F401  (selects Keras 2 before anything imports tensorflow)
 
 from kvasir_tf.data.classes import KVASIR_V2_CLASSES  # noqa: F401

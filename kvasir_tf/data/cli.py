@@ -1,7 +1,7 @@
 """``kvasir-data``: inspect a dataset, write a split manifest, download Kvasir v2.
 
-Subcommands: ``summary DIR``, ``split DIR --out RUN_DIR``, ``download DEST``.
-Other modules add theirs through :data:`EXTRA_COMMANDS` (see ``_register``).
+Subcommands: ``summary DIR``, ``split DIR --out RUN_DIR``, ``download DEST``, and the
+Kvasir-SEG ``patches`` builder of :mod:`kvasir_tf.data.kvasir_seg`.
 """
 import argparse
 import collections
@@ -9,14 +9,13 @@ import logging
 import sys
 from pathlib import Path
 
+from kvasir_tf.data import kvasir_seg
 from kvasir_tf.data.discovery import DatasetIndex, discover
 from kvasir_tf.data.imageio import header_size
 from kvasir_tf.errors import cli
 
-# name -> (add_arguments(parser), run(args) -> int); e.g. the Kvasir-SEG ``patches``
-# builder registers here from kvasir_tf/data/kvasir_seg.py (imported lazily below).
-EXTRA_COMMANDS = {}
-_EXTRA_MODULES = ("kvasir_tf.data.kvasir_seg", "kvasir_tf.data.synthetic")
+# name -> (add_arguments(parser), run(args) -> int): subcommands owned by other modules.
+EXTRA_COMMANDS = {"patches": (kvasir_seg.add_patch_args, kvasir_seg.run_patches)}
 
 
 def format_summary(index: DatasetIndex, *, sizes: bool = True, max_skipped: int = 10) -> str:
@@ -43,18 +42,6 @@ def format_summary(index: DatasetIndex, *, sizes: bool = True, max_skipped: int 
         if len(index.skipped) > max_skipped:
             lines.append(f"    ... and {len(index.skipped) - max_skipped} more")
     return "\n".join(lines)
-
-
-def _register():
-    import importlib
-    for mod in _EXTRA_MODULES:
-        try:
-            m = importlib.import_module(mod)
-        except ImportError:
-            continue
-        reg = getattr(m, "register_cli", None)
-        if reg is not None:
-            reg(EXTRA_COMMANDS)
 
 
 def _parser():
@@ -85,7 +72,6 @@ def _parser():
 
 @cli
 def main(argv=None) -> int:
-    _register()
     args = _parser().parse_args(argv)
     unknown = "skip" if getattr(args, "skip_unknown", False) else "use"
     if args.cmd == "summary":

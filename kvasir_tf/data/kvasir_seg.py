@@ -431,7 +431,7 @@ def _prepare_out(out: Path) -> None:
 
 
 # ----------------------------------------------------------------------------- CLI
-def _add_patch_args(p: argparse.ArgumentParser) -> None:
+def add_patch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--seg-dir", required=True, help="Kvasir-SEG folder (with images/ and masks/)")
     p.add_argument("--out", required=True, help="output folder (class-per-folder: polyp/, mucosa/, _masks/)")
     p.add_argument("--patch-size", type=int, default=DEFAULT_PATCH_SIZE, help="side of the written patches")
@@ -445,7 +445,7 @@ def _add_patch_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--limit", type=int, default=None, help="use only the first N images")
 
 
-def _run_patches(args) -> int:
+def run_patches(args) -> int:
     logging.basicConfig(level=logging.WARNING, format="warning: %(message)s")
     summary = build_patch_dataset(args.seg_dir, args.out, patch_size=args.patch_size,
                                   patches_per_image=args.patches_per_image,
@@ -458,19 +458,14 @@ def _run_patches(args) -> int:
     return 0
 
 
-def register_cli(commands: dict) -> None:
-    """Add ``kvasir-data patches`` (see kvasir_tf.data.cli)."""
-    commands["patches"] = (_add_patch_args, _run_patches)
-
-
 @cli
 def main(argv=None) -> int:
     """``python -m kvasir_tf.data.kvasir_seg patches --seg-dir DIR --out DIR``."""
     p = argparse.ArgumentParser(prog="python -m kvasir_tf.data.kvasir_seg", description=__doc__.splitlines()[0])
     sub = p.add_subparsers(dest="cmd", required=True)
-    _add_patch_args(sub.add_parser("patches", help="build the polyp vs mucosa patch dataset"))
+    add_patch_args(sub.add_parser("patches", help="build the polyp vs mucosa patch dataset"))
     args = p.parse_args(argv)
-    return _run_patches(args)
+    return run_patches(args)
 
 
 if __name__ == "__main__":

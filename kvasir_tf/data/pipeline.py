@@ -18,12 +18,11 @@ from pathlib import Path
 
 import numpy as np
 
-import kvasir_tf  # noqa: F401  (Keras 2 before tensorflow)
 from kvasir_tf.data import imageio
 from kvasir_tf.data.overlays import mask_overlays as _mask_overlays
 from kvasir_tf.errors import DataError
 
-import tensorflow as tf  # noqa: E402
+import tensorflow as tf
 
 log = logging.getLogger(__name__)
 

@@ -5,7 +5,9 @@ import pytest
 import kvasir_tf  # noqa: F401
 import tensorflow as tf
 
-from kvasir_tf import quantization as q
+from kvasir_tf import qat as q
+from kvasir_tf.model_io import load_model, save_model
+from kvasir_tf.qat.configs import PACTQuantizeConfig
 from kvasir_tf.errors import KvasirError
 from kvasir_tf.model import Preprocess, build_mobilenetv2
 from kvasir_tf.pact import PACT
@@ -93,7 +95,7 @@ def test_qat_pact_quantizer_range_is_the_learned_alpha():
     qat = q.apply_qat(model, "pact")
     wrapper = _wrapper(qat, "act")
     assert isinstance(wrapper.layer, PACT)
-    assert isinstance(wrapper.quantize_config, q.PACTQuantizeConfig)
+    assert isinstance(wrapper.quantize_config, PACTQuantizeConfig)
     assert wrapper.layer.alpha is q.pact_alphas(qat)[0]
     assert any(v is wrapper.layer.alpha for v in qat.trainable_weights)
     x = pixels(4)
@@ -136,8 +138,8 @@ def test_qat_save_reload_identical_predictions(tmp_path, suffix):
     qat.compile("adam", "mse")
     qat.fit(pixels(8), np.zeros((8, 8, 8, 4), np.float32), epochs=1, verbose=0)
     q.pact_alphas(qat)[0].assign(2.345)
-    path = q.save_model(qat, tmp_path / f"qat{suffix}")
-    loaded = q.load_model(path)
+    path = save_model(qat, tmp_path / f"qat{suffix}")
+    loaded = load_model(path)
     assert q.is_qat_model(loaded)
     assert [float(a) for a in q.pact_alphas(loaded)] == pytest.approx([2.345])
     x = pixels(4, seed=5)
@@ -148,13 +150,13 @@ def test_qat_save_reload_identical_predictions(tmp_path, suffix):
 
 def test_load_model_errors(tmp_path):
     with pytest.raises(KvasirError, match="not found"):
-        q.load_model(tmp_path / "missing.keras")
+        load_model(tmp_path / "missing.keras")
     bad = tmp_path / "bad.keras"
     bad.write_bytes(b"not a model")
     with pytest.raises(KvasirError, match="bad.keras"):
-        q.load_model(bad)
+        load_model(bad)
     with pytest.raises(KvasirError, match=".keras"):
-        q.save_model(tiny_model(), tmp_path / "model.pb")
+        save_model(tiny_model(), tmp_path / "model.pb")
 
 
 def test_apply_qat_refuses_mismatched_or_nested_models():
@@ -180,7 +182,7 @@ def test_mobilenet_pact_qat_structure(mobilenet_qat):
     float_model, qat = mobilenet_qat
     wrappers = [l for l in qat.layers if isinstance(getattr(l, "layer", None), PACT)]
     assert len(wrappers) == 35 == len(q.pact_alphas(float_model)) == len(q.pact_alphas(qat))
-    assert all(isinstance(w.quantize_config, q.PACTQuantizeConfig) for w in wrappers)
+    assert all(isinstance(w.quantize_config, PACTQuantizeConfig) for w in wrappers)
     # the BN feeding each PACT is not quantized on its own (Conv+BN+PACT fuse into one int8 op)
     from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
         default_8bit_quantize_configs as configs8)
@@ -201,5 +203,22 @@ def test_mobilenet_pact_qat_trains_and_reloads(mobilenet_qat, tmp_path):
     assert np.isfinite(losses).all() and np.mean(losses[-2:]) < 0.7 * losses[0], losses
     after = [float(a) for a in q.pact_alphas(qat)]
     assert max(abs(a - b) for a, b in zip(after, before)) > 1e-3  # alphas are trained
-    loaded = q.load_model(q.save_model(qat, tmp_path / "m.keras"))
+    loaded = load_model(save_model(qat, tmp_path / "m.keras"))
     np.testing.assert_array_equal(qat.predict(x, verbose=0), loaded.predict(x, verbose=0))
+
+
+def test_layout_transforms_follow_tfmot():
+    """Our transform list is TF-MOT's default 8-bit list with two changes; fail when TF-MOT's changes."""
+    import inspect
+    import re
+    from tensorflow_model_optimization.python.core.quantization.keras.default_8bit import (
+        default_8bit_quantize_layout_transform as layout8)
+    from kvasir_tf.qat import transforms
+    tfmot_list = re.findall(r"default_8bit_transforms\.(\w+)\(\)",
+                            inspect.getsource(layout8.Default8BitQuantizeLayoutTransform.apply))
+    assert tuple(tfmot_list) == transforms.TFMOT_TRANSFORMS
+    ours = [type(t).__name__ for t in transforms.layout_transforms()]
+    expected = list(tfmot_list)
+    expected[expected.index("InputLayerQuantize")] = "FixedRangeInputLayerQuantize"
+    expected.insert(expected.index("Conv2DReshapeBatchNormQuantize"), "ConvBatchNormPACTQuantize")
+    assert ours == expected

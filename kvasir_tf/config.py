@@ -1,0 +1,229 @@
+"""Every setting of a training run (:class:`TrainConfig`) and the one flag parser for them.
+
+Each field says in its metadata what changing it does (:mod:`kvasir_tf.rundir` roles): the
+resume check and the comparison's reuse check read that, so neither keeps its own list.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import inspect
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from kvasir_tf import rundir
+from kvasir_tf.errors import KvasirError
+from kvasir_tf.rundir import LEARN, ORIGIN, PLACE, SCHEDULE
+
+
+@dataclass(frozen=True)
+class ModeSpec:
+    activation: str      # "relu6" | "pact"
+    guided: bool         # saliency-guided train_step
+    qat: str | None      # apply_qat scheme, or None for a float model
+
+
+MODES = {
+    "float": ModeSpec("relu6", False, None),
+    "sgt": ModeSpec("relu6", True, None),
+    "qat": ModeSpec("relu6", False, "default"),
+    "pact-qat": ModeSpec("pact", False, "pact"),
+    "sgt-pact-qat": ModeSpec("pact", True, "pact"),
+}
+DEFAULT_MODE = "sgt-pact-qat"
+
+# Where a user's Kvasir v2 is looked for without --data-dir (after $KVASIR_DATA).
+DATA_ENV = "KVASIR_DATA"
+DEFAULT_DATA_DIR = Path("data") / "kvasir-dataset-v2"
+DEMO_DATA_DIR = Path("demo_data")
+# --demo: small enough for a few minutes on 2 CPU cores (paper defaults apply otherwise).
+# bn_momentum: MobileNetV2's 0.999 needs thousands of steps before the inference statistics
+# are usable; a demo run has tens.
+DEMO_DEFAULTS = {"image_size": 64, "alpha": 0.35, "epochs": 30, "batch_size": 32, "lr": 3e-3,
+                 "bn_momentum": 0.9}
+# Monitored value for best.keras -> is a larger value better?
+MONITORS = {"val_loss": False, "val_accuracy": True, "loss": False, "accuracy": True}
+DISTRIBUTE = ("none", "mirrored")
+
+
+def _default(fn, name):
+    """A keyword default of another module's function, so each constant lives in one place."""
+    return inspect.signature(fn).parameters[name].default
+
+
+def _sgm_default(name):
+    from kvasir_tf.saliency_training import SaliencyGuidedModel
+    return _default(SaliencyGuidedModel.__init__, name)
+
+
+def _model_default(name):
+    from kvasir_tf.model import build_mobilenetv2
+    return _default(build_mobilenetv2, name)
+
+
+def _f(default, role=LEARN):
+    return field(default=default, metadata={"role": role})
+
+
+@dataclass
+class TrainConfig:
+    """Every hyper-parameter of a run; saved verbatim as ``config.json``."""
+
+    mode: str = _f(DEFAULT_MODE)
+    data_dir: str | None = _f(None, PLACE)
+    demo: bool = _f(False, PLACE)
+    image_size: int = _f(224)
+    alpha: float = _f(1.0)                   # MobileNetV2 width multiplier
+    last_conv_channels: int | None = _f(None)   # last 1x1 conv width (None: Keras' 1280); micro models
+    early_expansion: int | None = _f(None)      # expansion of blocks 1-2 (None: Keras' 6); micro models
+    bits: int = _f(8)                        # PACT activation bits (stock QAT is always 8)
+    epochs: int = _f(50, SCHEDULE)           # paper
+    batch_size: int = _f(128)                # paper (global batch under --distribute mirrored)
+    lr: float = _f(1e-3, SCHEDULE)           # Adam
+    alpha_lr: float | None = _f(None, SCHEDULE)  # Adam lr of the PACT alphas; None = lr
+    lambda1: float = _f(_sgm_default("lambda1"))
+    lambda2: float = _f(_sgm_default("lambda2"))
+    mask_fraction: float = _f(_sgm_default("mask_fraction"))
+    mask_value: str = _f(_sgm_default("mask_value"))
+    saliency_reduce: str = _f(_sgm_default("saliency_reduce"))
+    eta: float = _f(_model_default("pact_eta"))
+    pact_alpha_init: float = _f(_model_default("pact_alpha_init"))
+    dropout: float = _f(_model_default("dropout"))
+    bn_momentum: float | None = _f(None)     # None: the builder's (Keras MobileNetV2: 0.999)
+    weights: str = _f("none")                # none | imagenet | path to a weights file
+    seed: int = _f(0)
+    out: str | None = _f(None, PLACE)
+    init_from: str | None = _f(None, ORIGIN)
+    resume: bool = _f(False, PLACE)
+    distribute: str = _f("none", PLACE)      # none | mirrored
+    mask_overlays: bool = _f(False)
+    cache_dir: str | None = _f(None, PLACE)
+    monitor: str = _f("val_loss")
+    deterministic: bool = _f(True, SCHEDULE)
+    progress: int = _f(2, PLACE)             # Keras fit verbosity: 0 silent, 1 bar, 2 a line an epoch
+    class_names: list | None = _f(None, PLACE)  # filled in by train()
+
+    @classmethod
+    def from_run(cls, run_dir, **overrides) -> "TrainConfig":
+        """The config a run was started with (for --resume), with ``overrides`` applied."""
+        stored = rundir.read_config(run_dir)
+        known = {f.name for f in dataclasses.fields(cls)}
+        cfg = cls(**{k: v for k, v in stored.items() if k in known})
+        return dataclasses.replace(cfg, **overrides)
+
+    def validate(self):
+        """Reject impossible values with the flag to fix, before any work."""
+        checks = [
+            (self.mode in MODES, f"--mode {self.mode!r}: use one of {', '.join(MODES)}"),
+            (self.image_size >= 32, f"--image-size {self.image_size}: use at least 32"),
+            (self.alpha > 0, f"--alpha {self.alpha}: the width multiplier must be > 0"),
+            (2 <= self.bits <= 8, f"--bits {self.bits}: use 2..8"),
+            (self.epochs >= 1, f"--epochs {self.epochs}: use at least 1"),
+            (self.batch_size >= 1, f"--batch-size {self.batch_size}: use at least 1"),
+            (self.lr > 0 and math.isfinite(self.lr), f"--lr {self.lr}: must be a positive number"),
+            (self.alpha_lr is None or self.alpha_lr > 0, f"--alpha-lr {self.alpha_lr}: must be > 0"),
+            (0 < self.mask_fraction < 1, f"--mask-fraction {self.mask_fraction}: use a value in (0, 1)"),
+            (self.lambda1 >= 0 and self.lambda2 >= 0, "--lambda1/--lambda2 must be >= 0"),
+            (self.eta >= 0, f"--eta {self.eta}: must be >= 0"),
+            (self.bn_momentum is None or 0 <= self.bn_momentum < 1,
+             f"--bn-momentum {self.bn_momentum}: use a value in [0, 1)"),
+            (self.distribute in DISTRIBUTE, f"--distribute {self.distribute!r}: use one of "
+                                            f"{', '.join(DISTRIBUTE)}"),
+            (self.monitor in MONITORS, f"--monitor {self.monitor!r}: use one of {', '.join(MONITORS)}"),
+            (self.weights in ("none", "imagenet") or Path(self.weights).is_file(),
+             f"--weights {self.weights}: no such file; use none, imagenet or a weights file"),
+        ]
+        for ok, msg in checks:
+            if not ok:
+                raise KvasirError(msg)
+
+    @property
+    def spec(self) -> ModeSpec:
+        return MODES[self.mode]
+
+
+# ----------------------------------------------------------------------------- flags
+def add_data_args(p: argparse.ArgumentParser):
+    g = p.add_mutually_exclusive_group()
+    g.add_argument("--data-dir", help=f"Kvasir v2 or any class-per-folder dataset "
+                                      f"(default ${DATA_ENV}, then ./{DEFAULT_DATA_DIR})")
+    g.add_argument("--demo", action="store_true", default=None,
+                   help=f"generated demo data in ./{DEMO_DATA_DIR}, with small defaults {DEMO_DEFAULTS}")
+
+
+def add_train_args(p: argparse.ArgumentParser, *, run_flags: bool = True):
+    """The training flags; ``run_flags`` adds those naming one run (--mode, --out, --resume, ...).
+
+    Every default is None, so only flags given explicitly override the --demo defaults or a
+    stored config; the help states the real default once.
+    """
+    d = TrainConfig()
+    add = p.add_argument
+    if run_flags:
+        add("--mode", choices=list(MODES), help=f"training mode (default {DEFAULT_MODE})")
+    add_data_args(p)
+    add("--image-size", type=int, help=f"input side in pixels (default {d.image_size})")
+    add("--alpha", type=float, help=f"MobileNetV2 width multiplier (default {d.alpha})")
+    add("--last-conv-channels", type=int, help="width of the last 1x1 conv (default: Keras' 1280)")
+    add("--early-expansion", type=int, help="expansion of MobileNetV2 blocks 1-2 (default: Keras' 6)")
+    add("--bits", type=int, help=f"PACT activation bits (default {d.bits})")
+    add("--epochs", type=int, help=f"(default {d.epochs})")
+    add("--batch-size", type=int, help=f"global batch size (default {d.batch_size})")
+    add("--lr", type=float, help=f"Adam learning rate (default {d.lr})")
+    add("--alpha-lr", type=float, help="Adam learning rate of the PACT alphas (default: --lr)")
+    add("--lambda1", type=float, help=f"weight of the KL(clean || masked) term (default {d.lambda1})")
+    add("--lambda2", type=float, help=f"weight of the saliency L1 term; > 0 costs a double backprop "
+                                      f"(default {d.lambda2})")
+    add("--eta", type=float, help=f"PACT alpha L2 penalty (default {d.eta})")
+    add("--mask-fraction", type=float, help=f"fraction of input features masked (default {d.mask_fraction})")
+    add("--mask-value", choices=["neutral", "mean", "noise"], help=f"(default {d.mask_value})")
+    add("--saliency-reduce", choices=["sum", "max"],
+        help=f"channel reduction of |grad| (default {d.saliency_reduce})")
+    add("--dropout", type=float, help=f"(default {d.dropout})")
+    add("--pact-alpha-init", type=float, help=f"(default {d.pact_alpha_init})")
+    add("--bn-momentum", type=float, help="batch-norm moving-average momentum (default: the "
+                                          "model's 0.999; lower it for runs of few steps)")
+    add("--weights", help="none, imagenet (needs internet) or a weights file (default none)")
+    add("--seed", type=int, help=f"(default {d.seed})")
+    if run_flags:
+        add("--out", help="run directory (default runs/<mode>-<timestamp>)")
+        add("--init-from", metavar="RUN_DIR",
+            help="start from the best weights of a float/sgt run (QAT fine-tuning)")
+        add("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
+            help="continue a killed/interrupted run from its last completed epoch")
+    add("--distribute", choices=list(DISTRIBUTE), help="mirrored: all GPUs of this machine (default none)")
+    add("--mask-overlays", action="store_true", default=None, help="black out Kvasir's burnt-in overlays")
+    add("--cache-dir", help="keep decoded images here between runs (default: a temporary folder)")
+    add("--monitor", choices=list(MONITORS), help=f"value that selects best.keras (default {d.monitor})")
+    add("--progress", type=int, choices=[0, 1, 2],
+        help="Keras progress output: 0 none, 1 a bar, 2 a line per epoch (default 2)")
+
+
+def given_settings(args: argparse.Namespace) -> dict:
+    """The TrainConfig fields the user set explicitly."""
+    names = {f.name for f in dataclasses.fields(TrainConfig)}
+    return {k: v for k, v in vars(args).items() if k in names and v is not None}
+
+
+def base_config(given: dict) -> TrainConfig:
+    """Explicit settings over the --demo defaults (when --demo) over the paper's defaults."""
+    base = dict(DEMO_DEFAULTS) if given.get("demo") else {}
+    base.update(given)
+    return TrainConfig(**base)
+
+
+def config_from_args(args: argparse.Namespace) -> TrainConfig:
+    """Parsed train flags -> TrainConfig (the stored config with overrides on --resume)."""
+    given = given_settings(args)
+    resume = getattr(args, "resume", None)
+    if resume is None:
+        return base_config(given)
+    run_dir = given.get("out") if resume is True else resume
+    if not run_dir:
+        raise KvasirError("--resume needs the run directory: --resume RUN_DIR")
+    if resume is not True and given.get("out") not in (None, resume):
+        raise KvasirError("--resume RUN_DIR and --out name different directories; pass one")
+    given.pop("out", None)
+    given.pop("resume", None)
+    return TrainConfig.from_run(run_dir, **given, resume=True, out=str(run_dir))

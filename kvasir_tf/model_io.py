@@ -1,0 +1,132 @@
+"""Saving and loading every kvasir_tf model (float, PACT, QAT-wrapped) as .keras or .h5.
+
+Loading checks what the file is before Keras sees it, so a wrong file gets a one-line error
+naming it (a .tflite, a zip that is not a model, a model built from layers we do not know).
+"""
+from __future__ import annotations
+
+import json
+import zipfile
+from pathlib import Path
+
+import tensorflow as tf
+import tensorflow_model_optimization as tfmot
+
+from kvasir_tf.errors import KvasirError, first_line
+from kvasir_tf.qat import custom_objects, normalize_wrappers
+from kvasir_tf.runtime import TFLITE_MAGIC
+
+KERAS_ZIP_MAGIC = b"PK\x03\x04"
+HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+MODEL_SUFFIXES = (".keras", ".h5")
+
+
+def save_model(model: tf.keras.Model, path) -> Path:
+    """Save a float, PACT or QAT model (format from the suffix: .keras or .h5).
+
+    The optimizer state goes along when the model is compiled; resumable runs keep their own
+    ``tf.train.Checkpoint`` too."""
+    path = Path(path)
+    if path.suffix not in MODEL_SUFFIXES:
+        raise KvasirError(f"cannot save model to {path}: use a .keras (or .h5) file name")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    normalize_wrappers(model)
+    model.save(str(path))
+    return path
+
+
+def load_model(path, compile: bool = False) -> tf.keras.Model:
+    """Load any model saved by :func:`save_model` (QAT wrappers need TF-MOT's quantize_scope)."""
+    path = Path(path)
+    if not path.exists():
+        raise KvasirError(f"model file {path} not found: pass a .keras file written by training "
+                          f"(runs/NAME/checkpoints/best.keras)")
+    try:
+        with tfmot.quantization.keras.quantize_scope(custom_objects()):
+            return tf.keras.models.load_model(str(path), custom_objects=custom_objects(),
+                                              compile=compile)
+    except (OSError, ValueError, TypeError, KeyError) as exc:
+        raise KvasirError(f"cannot load model {path}: {first_line(exc)}; "
+                          f"re-export it with kvasir_tf.model_io.save_model") from None
+
+
+def load_keras_file(path) -> tf.keras.Model:
+    """A model file from anywhere, with a clear error for every kind of wrong file."""
+    path = Path(path)
+    if not path.is_file():
+        raise KvasirError(f"model file {path} not found; pass a run directory or a .keras file "
+                          "(runs/NAME/checkpoints/best.keras)")
+    with open(path, "rb") as f:
+        head = f.read(8)
+    if head[4:8] == TFLITE_MAGIC:
+        raise KvasirError(f"{path} is already a TFLite flatbuffer; pass the Keras model "
+                          "(runs/NAME or runs/NAME/checkpoints/best.keras)")
+    if not (head.startswith(KERAS_ZIP_MAGIC) or head.startswith(HDF5_MAGIC)):
+        raise KvasirError(f"{path} is not a Keras model file (.keras zip or .h5); pass the "
+                          "checkpoint written by training (runs/NAME/checkpoints/best.keras)")
+    is_zip = head.startswith(KERAS_ZIP_MAGIC)
+    if is_zip and "config.json" not in _zip_names(path):
+        raise KvasirError(f"{path} is a zip file but not a Keras model (no config.json inside); "
+                          "pass runs/NAME/checkpoints/best.keras")
+    try:
+        return load_model(path)
+    except KvasirError:
+        unknown = unknown_classes(path) if is_zip else []
+        if unknown:
+            raise KvasirError(f"{path} uses layer classes unknown to kvasir_tf ({', '.join(unknown)}); "
+                              "save models built from kvasir_tf's own layers "
+                              "(kvasir_tf.model.build_mobilenetv2) with kvasir_tf.model_io.save_model") from None
+        raise
+
+
+def _zip_names(path: Path) -> set:
+    try:
+        with zipfile.ZipFile(path) as z:
+            return set(z.namelist())
+    except zipfile.BadZipFile:
+        return set()
+
+
+def _known_class(name: str, registered: str, known: set) -> bool:
+    return (name in known or registered in known or hasattr(tf.keras.layers, name)
+            or hasattr(tf.keras, name) or tf.keras.utils.get_registered_object(registered) is not None
+            or any(hasattr(m, name) for m in (tf.keras.initializers, tf.keras.regularizers,
+                                               tf.keras.constraints)))
+
+
+def unknown_classes(path: Path) -> list:
+    """Layer class names in a .keras config that neither Keras nor kvasir_tf can build."""
+    try:
+        with zipfile.ZipFile(path) as z:
+            config = json.loads(z.read("config.json"))
+    except (KeyError, ValueError, zipfile.BadZipFile):
+        return []
+    known = {"Functional", "Sequential", "Model"}
+    with tfmot.quantization.keras.quantize_scope(custom_objects()) as scope:
+        for objects in getattr(scope, "custom_objects", []):
+            known |= set(objects)
+    found = set()
+
+    def walk(node):
+        if isinstance(node, dict):
+            name = node.get("class_name")
+            if isinstance(name, str) and "config" in node:
+                if not _known_class(name, node.get("registered_name") or name, known):
+                    found.add(name)
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+
+    walk(config)
+    return sorted(found)
+
+
+def image_size_of(model) -> int:
+    """The square input side of a classifier built by kvasir_tf.model.build_mobilenetv2."""
+    shape = model.inputs[0].shape
+    if len(shape) != 4 or shape[1] is None or shape[1] != shape[2] or shape[3] != 3:
+        raise KvasirError(f"model input shape {tuple(shape)} is not [B, S, S, 3]; "
+                          "use a classifier built by kvasir_tf.model.build_mobilenetv2")
+    return int(shape[1])
