@@ -1,12 +1,15 @@
 # Two entry points: `make demo` (the pipeline on the embedded demo data) and `make test`.
-# Each creates .venv and installs the package into it on first use.
+# Each creates .venv and installs the package into it on first use; `make test` also installs the
+# toolchains some tests need (tools/toolchains/*.sh: apt/npm, idempotent). A toolchain that cannot
+# be installed only makes its tests skip, with the reason.
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 PY     := $(VENV)/bin/python
 STAMP  := $(VENV)/.installed
 DEMO_DIR ?= runs/demo
+TOOLCHAINS := $(sort $(wildcard tools/toolchains/*.sh))
 
-.PHONY: demo test venv bench clean
+.PHONY: demo test venv toolchains bench clean
 
 $(STAMP): setup.cfg pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,10 +19,13 @@ $(STAMP): setup.cfg pyproject.toml
 
 venv: $(STAMP)
 
+toolchains:
+	@for f in $(TOOLCHAINS); do bash $$f || echo "note: $$f failed; the tests that need it will skip"; done
+
 demo: $(STAMP)
 	$(PY) -m kvasir_tf.demo --out $(DEMO_DIR)
 
-test: $(STAMP)
+test: $(STAMP) toolchains
 	$(PY) -m pytest -q tests
 
 bench: $(STAMP)

@@ -7,8 +7,8 @@ import pytest
 
 from kvasir_tf.data.discovery import discover, mask_path
 from kvasir_tf.data.imageio import read_rgb
-from kvasir_tf.data.kvasir_seg import (PATCH_INDEX_NAME, build_patch_dataset, fov_mask, load_kvasir_seg,
-                                       main, overlay_boxes, read_mask)
+from kvasir_tf.data.fov import fov_mask, overlay_boxes
+from kvasir_tf.data.kvasir_seg import PATCH_INDEX_NAME, build_patch_dataset, load_kvasir_seg, main, read_mask
 from kvasir_tf.errors import DataError, KvasirError
 
 # Real frames with a known overlay (found by looking at the data).

@@ -60,7 +60,7 @@ def load_images(size, n_cal, n_agree, images_dir):
         agree = [files[i] for i in order[n_cal:n_cal + n_agree]]
         return load(cal, size), load(agree, size), f"{len(files)} real images in {images_dir}"
     from kvasir_tf.data.classes import KVASIR_V2_CLASSES
-    from kvasir_tf.data.synthetic import render
+    from kvasir_tf.data.synthetic_render import render
     print(f"note: {images_dir} has {len(files)} images (need > {n_cal}); calibrating on the "
           "synthetic demo generator (kvasir_tf.data.synthetic) instead", file=sys.stderr)
     imgs = np.stack([render(KVASIR_V2_CLASSES[i % len(KVASIR_V2_CLASSES)], size, rng)[0]

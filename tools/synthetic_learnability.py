@@ -16,7 +16,8 @@ import cv2
 import numpy as np
 
 from kvasir_tf.data.classes import KVASIR_V2_CLASSES
-from kvasir_tf.data.synthetic import DEMO_SIZE, JPEG_QUALITY, _image_rng, render
+from kvasir_tf.data.synthetic import DEMO_SIZE, JPEG_QUALITY, _image_rng
+from kvasir_tf.data.synthetic_render import render
 from kvasir_tf.preprocessing import preprocess
 
 

@@ -4,7 +4,6 @@ A bad file must produce a :class:`DataError` naming it, never a crash or a silen
 grey image: truncated JPEGs are detected by their missing end-of-image marker (libjpeg
 would otherwise pad them with grey), PNGs by libpng's own checks.
 """
-import os
 from pathlib import Path
 
 import cv2
