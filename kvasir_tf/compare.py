@@ -15,6 +15,7 @@ import dataclasses
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -117,12 +118,60 @@ def run_configs(out_dir, modes, base: TrainConfig, *, qat=None, recipe="finetune
     return configs
 
 
-def train_runs(configs: dict, *, retrain=False) -> dict:
+# Rough relative cost of one training epoch (a plain float epoch = 1), for the time estimate only:
+# the saliency-guided step runs two forward and two backward passes (tools/benchmark_train.py:
+# SGT-PACT-QAT 2.28x a QAT step at 96 px); QAT adds fake quants.
+GUIDED_COST, QAT_COST = 2.3, 1.4
+CONVERT_COST, MEASURE_COST = 2.0, 1.0   # per artifact, in the same units
+
+
+class Stages:
+    """One progress line per stage, with the time so far and an estimate of what remains.
+
+    Stage costs are relative units; seconds per unit are learned from the stages already done,
+    so the estimate sharpens as the run goes on."""
+
+    def __init__(self, stages):
+        self.names = [n for n, _ in stages]
+        self.costs = [float(c) for _, c in stages]
+        self.t0 = time.monotonic()
+        self.done_cost = self.done_time = 0.0
+        self._started = None
+
+    def start(self, name):
+        i = self.names.index(name)
+        elapsed = time.monotonic() - self.t0
+        left = sum(self.costs[i:])
+        if self.done_cost > 0:
+            eta = f"about {_minutes(left * self.done_time / self.done_cost)} left"
+        else:
+            eta = "estimate after the first stage"
+        print(f"[compare {i + 1}/{len(self.names)}] {name} (elapsed {_minutes(elapsed)}, {eta})", flush=True)
+        self._started = (i, time.monotonic())
+
+    def finish(self):
+        i, t = self._started
+        self.done_cost += self.costs[i]
+        self.done_time += time.monotonic() - t
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def train_cost(config: TrainConfig) -> float:
+    spec = config.spec
+    return config.epochs * (GUIDED_COST if spec.guided else 1.0) * (QAT_COST if spec.qat else 1.0)
+
+
+def train_runs(configs: dict, *, retrain=False, stages=None) -> dict:
     """Run directory per training mode, training only what is missing or --retrain."""
     from kvasir_tf import train as train_lib
     runs = {}
     for mode, config in configs.items():
         run_dir = Path(config.out)
+        if stages:
+            stages.start(f"train {mode}")
         if not retrain and rundir.reusable(run_dir, config):
             print(f"[compare] reusing {run_dir}")
         else:
@@ -131,6 +180,8 @@ def train_runs(configs: dict, *, retrain=False) -> dict:
             print(f"[compare] training {mode} -> {run_dir}"
                   + (f" (from {config.init_from})" if config.init_from else ""))
             train_lib.train(config)
+        if stages:
+            stages.finish()
         runs[mode] = run_dir
     _check_same_split(runs)
     return runs
@@ -269,13 +320,21 @@ def run_comparison(out_dir, base: TrainConfig, *, qat=None, variants=None, recip
     variants = select_variants(variants)
     out_dir = Path(out_dir)
     configs = run_configs(out_dir, {v.train_mode for v in variants}, base, qat=qat, recipe=recipe)
-    runs = train_runs(configs, retrain=retrain)
+    n_tflite = sum(1 for v in variants if v.convert_mode)
+    stages = Stages([(f"train {m}", 0.0 if not retrain and rundir.reusable(Path(c.out), c) else train_cost(c))
+                     for m, c in configs.items()]
+                    + [("convert", CONVERT_COST * n_tflite), ("measure", MEASURE_COST * len(variants))])
+    runs = train_runs(configs, retrain=retrain, stages=stages)
+    stages.start("convert")
     paths = convert_variants(runs, variants, out_dir / "models", num_calibration=num_calibration,
                              force=force_convert)
+    stages.finish()
     first = runs[variants[0].train_mode]
     cfg = rundir.read_config(first)
+    stages.start("measure")
     rows = measure(variants, paths, first, latency_runs=latency_runs,
                    mask_overlays=bool(cfg.get("mask_overlays")))
+    stages.finish()
     merge_device_logs(rows, device_logs)
     context = {"data": cfg.get("data_dir") or "demo", "image_size": cfg.get("image_size"),
                "width multiplier": cfg.get("alpha"), "seed": cfg.get("seed"), "recipe": recipe,

@@ -156,14 +156,40 @@ def format_ops(ops) -> str:
     return f"{len(ops)} ops: " + ", ".join(f"{name} x{n}" for name, n in sorted(counts.items()))
 
 
-def _check_free(paths, force, labels_path, labels_text):
-    """Refuse to overwrite anything unless forced (an identical labels.txt is not a conflict)."""
-    for p in paths:
-        if not p.exists() or force:
-            continue
-        if p == labels_path and p.read_text() == labels_text:
-            continue
-        raise KvasirError(f"{p} already exists; pass --force to overwrite it or choose another --out")
+class _Outputs:
+    """The files one conversion writes, checked free before any work and written together."""
+
+    def __init__(self, tflite: Path, class_names, c_array: bool, debug_report: bool):
+        self.tflite = tflite
+        self.sidecar = artifact.sidecar_path_for(tflite)
+        self.labels = tflite.parent / artifact.LABELS_NAME
+        self.labels_text = artifact.labels_text(class_names)
+        self.c_files = (tuple(tflite.parent / f"{artifact.C_ARRAY_NAME}{s}" for s in (".h", ".cc"))
+                        if c_array else ())
+        self.debug_csv = tflite.with_name(tflite.stem + "_quant_debug.csv") if debug_report else None
+
+    def check_free(self, force: bool):
+        """Refuse to overwrite anything unless forced (an identical labels.txt is not a conflict)."""
+        paths = [self.tflite, self.sidecar, self.labels, *self.c_files]
+        for p in paths + ([self.debug_csv] if self.debug_csv else []):
+            if not p.exists() or force:
+                continue
+            if p == self.labels and p.read_text() == self.labels_text:
+                continue
+            raise KvasirError(f"{p} already exists; pass --force to overwrite it or choose another --out")
+
+    def write(self, content: bytes, info: dict, sidecar_fields: dict, notes: list) -> dict:
+        self.tflite.parent.mkdir(parents=True, exist_ok=True)
+        self.tflite.write_bytes(content)
+        self.labels.write_text(self.labels_text)
+        meta = artifact.build_sidecar(self.tflite, info, **sidecar_fields)
+        if notes:
+            meta["notes"] = notes
+        self.sidecar.write_text(json.dumps(meta, indent=2) + "\n")
+        for path, text in zip(self.c_files, artifact.c_array_sources(content, self.sidecar.name,
+                                                                     self.tflite.name)):
+            path.write_text(text)
+        return meta
 
 
 def _debug_report(model, rep_images, csv_path: Path):
@@ -256,14 +282,8 @@ def convert(source, out_path=None, mode="int8", *, representative=None, num_cali
         notes.append(f"run config says image_size {cfg_size} but the model takes {image_size}: "
                      f"calibration/evaluation images are resized to {image_size}")
 
-    out_path = out_path_for(src, mode.name, out_path)
-    sidecar = artifact.sidecar_path_for(out_path)
-    labels = out_path.parent / artifact.LABELS_NAME
-    c_files = tuple(out_path.parent / f"{artifact.C_ARRAY_NAME}{s}" for s in (".h", ".cc")) if c_array else ()
-    debug_csv = out_path.with_name(out_path.stem + "_quant_debug.csv") if debug_report else None
-    labels_text = artifact.labels_text(names)
-    _check_free([out_path, sidecar, labels, *c_files, *([debug_csv] if debug_csv else [])],
-                force, labels, labels_text)
+    out = _Outputs(out_path_for(src, mode.name, out_path), names, c_array, debug_report)
+    out.check_free(force)
 
     qat = is_qat_model(model)
     if per_tensor and (not mode.integer or qat):
@@ -283,25 +303,16 @@ def convert(source, out_path=None, mode="int8", *, representative=None, num_cali
     content, rep_images = _flatbuffer(model, mode, qat=qat, per_tensor=per_tensor, rep_source=rep_source,
                                       calibrate=calibrate, notes=notes)
     info = verify(content, mode, image_size, num_classes)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    out_path.write_bytes(content)
-    labels.write_text(labels_text)
-    meta = artifact.build_sidecar(
-        out_path, info, mode=mode.name, image_size=image_size, class_names=names, source=src.path,
+    meta = out.write(content, info, dict(
+        mode=mode.name, image_size=image_size, class_names=names, source=src.path,
         source_kind=src.kind, quantization="qat" if (mode.integer and qat) else mode.quantization,
         calibration=None if rep_images is None else
         {"num_images": int(len(rep_images)), "subset": "train", "seed": CALIBRATION_SEED},
-        per_tensor=per_tensor)
-    if notes:
-        meta["notes"] = notes
-    sidecar.write_text(json.dumps(meta, indent=2) + "\n")
-    if c_array:
-        for path, text in zip(c_files, artifact.c_array_sources(content, sidecar.name, out_path.name)):
-            path.write_text(text)
-    if debug_csv is not None:
-        _debug_report(model, rep_images, debug_csv)
-    result = ConversionResult(out_path, sidecar, labels, mode.name, meta, info["ops"], notes,
-                              c_files, debug_csv)
+        per_tensor=per_tensor), notes)
+    if out.debug_csv is not None:
+        _debug_report(model, rep_images, out.debug_csv)
+    result = ConversionResult(out.tflite, out.sidecar, out.labels, mode.name, meta, info["ops"], notes,
+                              out.c_files, out.debug_csv)
     if verbose:
         print(summary(result), file=sys.stderr)
     return result

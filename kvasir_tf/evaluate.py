@@ -21,6 +21,8 @@ import numpy as np
 import kvasir_tf
 from kvasir_tf import rundir, runtime
 from kvasir_tf.errors import KvasirError, cli
+from kvasir_tf.file_types import is_tflite_file
+from kvasir_tf.scoring import keras_predict
 
 DEFAULT_BATCH = 32
 DEFAULT_LATENCY_RUNS = 50
@@ -45,8 +47,7 @@ class KerasModel:
         images = runtime.check_images(images, self.image_size)
         if len(images) == 0:
             return np.zeros((0, self.num_classes), np.float32)
-        return np.asarray(self.model.predict(images.astype(np.float32), batch_size=batch_size,
-                                             verbose=0), np.float32)
+        return keras_predict(self.model)(images, batch_size)
 
 
 class Predictor:
@@ -57,7 +58,7 @@ class Predictor:
         if not self.path.exists():
             raise KvasirError(f"model {self.path} not found; pass a .tflite written by "
                               "tools/convert.py or a .keras checkpoint")
-        if self.path.is_file() and runtime.is_tflite_file(self.path):
+        if self.path.is_file() and is_tflite_file(self.path):
             self.kind, self.impl = "tflite", runtime.TFLiteModel(self.path, num_threads)
             src = Path(self.impl.sidecar["source"]) if self.impl.sidecar else None
             self.run_dir = rundir.run_dir_of(src) if src is not None and src.exists() else None
@@ -78,7 +79,7 @@ def predict(model_path, images_uint8, batch_size=DEFAULT_BATCH) -> np.ndarray:
 
 def latency(model_path, threads=1, runs=DEFAULT_LATENCY_RUNS, warmup=LATENCY_WARMUP) -> dict:
     """Host latency of one single-image invoke (ai-edge-litert, XNNPACK, num_threads) in ms."""
-    if not (Path(model_path).is_file() and runtime.is_tflite_file(model_path)):
+    if not (Path(model_path).is_file() and is_tflite_file(model_path)):
         raise KvasirError(f"latency is measured on .tflite files; convert {model_path} first")
     m = runtime.TFLiteModel(model_path, num_threads=threads)
     m.resize_batch(1)
@@ -109,31 +110,15 @@ def evaluate(model_path, split, subset="test", batch_size=DEFAULT_BATCH, *, out_
              data_dir=None, predictor=None, mask_overlays=False) -> dict:
     """Metrics of the artifact on ``split``'s subset (a Split, run dir or split.json).
 
-    The one test-set evaluation path: training's final report comes through here too.
     ``mask_overlays`` must be the run's own setting (images are preprocessed as in training).
     """
-    from kvasir_tf.data.pipeline import load_images
-    from kvasir_tf.metrics import classification_report, format_report, save_confusion_matrix_png
+    from kvasir_tf.metrics import format_report, save_confusion_matrix_png
+    from kvasir_tf.scoring import score
     p = predictor or Predictor(model_path)
-    sp = _load_split(split, data_dir)
-    names = p.class_names or list(sp.class_names)
-    if list(names) != list(sp.class_names):
-        raise KvasirError(f"{model_path} was trained on classes {names} but the split has "
-                          f"{list(sp.class_names)}; evaluate with the run's own split.json")
-    if p.num_classes != len(names):
-        raise KvasirError(f"{model_path} has {p.num_classes} outputs but the split has {len(names)} classes")
-    paths, y_true = sp.paths(subset), sp.labels(subset)
-    if len(paths) == 0:
-        raise KvasirError(f"the {subset} split of {sp.root} is empty; use a larger dataset")
-    probs = []
-    chunk = max(batch_size, 256)  # decode in chunks so a large test set never sits in memory twice
-    for i in range(0, len(paths), chunk):
-        probs.append(p.predict(load_images(paths[i:i + chunk], p.image_size, mask_overlays), batch_size))
-    probs = np.concatenate(probs)
-    report = classification_report(y_true, probs, names)
-    report.update(model=str(model_path), kind=p.kind, subset=subset, image_size=p.image_size,
-                  data_root=str(sp.root), predictions=[int(v) for v in probs.argmax(1)],
-                  labels=[int(v) for v in y_true])
+    report = score(p.predict, _load_split(split, data_dir), subset, image_size=p.image_size,
+                   class_names=p.class_names, num_classes=p.num_classes, batch_size=batch_size,
+                   mask_overlays=mask_overlays, name=str(model_path))
+    report.update(model=str(model_path), kind=p.kind)
     if p.sidecar:
         report["tflite_mode"] = p.sidecar.get("mode")
     if out_dir is not None:

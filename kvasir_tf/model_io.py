@@ -14,10 +14,7 @@ import tensorflow_model_optimization as tfmot
 
 from kvasir_tf.errors import KvasirError, first_line
 from kvasir_tf.qat import custom_objects, normalize_wrappers
-from kvasir_tf.runtime import TFLITE_MAGIC
-
-KERAS_ZIP_MAGIC = b"PK\x03\x04"
-HDF5_MAGIC = b"\x89HDF\r\n\x1a\n"
+from kvasir_tf.file_types import HDF5_MAGIC, KERAS_ZIP_MAGIC, head as file_head, is_tflite_bytes
 MODEL_SUFFIXES = (".keras", ".h5")
 
 
@@ -56,9 +53,8 @@ def load_keras_file(path) -> tf.keras.Model:
     if not path.is_file():
         raise KvasirError(f"model file {path} not found; pass a run directory or a .keras file "
                           "(runs/NAME/checkpoints/best.keras)")
-    with open(path, "rb") as f:
-        head = f.read(8)
-    if head[4:8] == TFLITE_MAGIC:
+    head = file_head(path)
+    if is_tflite_bytes(head):
         raise KvasirError(f"{path} is already a TFLite flatbuffer; pass the Keras model "
                           "(runs/NAME or runs/NAME/checkpoints/best.keras)")
     if not (head.startswith(KERAS_ZIP_MAGIC) or head.startswith(HDF5_MAGIC)):

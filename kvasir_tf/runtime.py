@@ -11,16 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from kvasir_tf.errors import KvasirError, first_line
+from kvasir_tf.file_types import is_tflite_file
 from kvasir_tf.preprocessing import pixels_to_int8
 
-TFLITE_MAGIC = b"TFL3"          # flatbuffer file identifier at bytes 4..8
 FLOAT_DTYPES = (np.float32, np.float16, np.float64)
-
-
-def is_tflite_file(path) -> bool:
-    with open(path, "rb") as f:
-        head = f.read(8)
-    return len(head) == 8 and head[4:8] == TFLITE_MAGIC
 
 
 def make_interpreter(model_content=None, model_path=None, num_threads=None, delegates=True):

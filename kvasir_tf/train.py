@@ -208,10 +208,13 @@ def _train_dataset(config, split, epoch, cache_dir):
 
 
 def evaluate_best(run_dir, config: TrainConfig, split) -> dict:
-    """The best checkpoint on the test split, through the one evaluation path (kvasir_tf.evaluate)."""
-    from kvasir_tf import evaluate, metrics
-    report = evaluate.evaluate(rundir.checkpoint_path(run_dir), split, "test",
-                               batch_size=config.batch_size, mask_overlays=config.mask_overlays)
+    """The best checkpoint on the test split, through the one scoring path (kvasir_tf.scoring)."""
+    from kvasir_tf import metrics
+    from kvasir_tf.scoring import keras_predict, score
+    path = rundir.checkpoint_path(run_dir)
+    report = score(keras_predict(load_model(path)), split, "test", image_size=config.image_size,
+                   class_names=split.class_names, batch_size=config.batch_size,
+                   mask_overlays=config.mask_overlays, name=str(path))
     state = rundir.read_state(run_dir)
     report.update(checkpoint=rundir.BEST, best_epoch=state.get("best_epoch"), mode=config.mode,
                   monitor=config.monitor)
