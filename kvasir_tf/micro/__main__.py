@@ -1,0 +1,44 @@
+"""CLI: python -m kvasir_tf.micro RUN_DIR|MODEL.tflite --out DIR --board nano33ble|esp32s3."""
+from __future__ import annotations
+
+import argparse
+import sys
+
+from kvasir_tf.errors import cli
+from kvasir_tf.micro.budgets import BOARDS
+
+
+def _parser():
+    p = argparse.ArgumentParser(prog="python -m kvasir_tf.micro", description=__doc__.splitlines()[0])
+    p.add_argument("source", help="a run directory (converted to int8 here) or an int8 .tflite with its sidecar")
+    p.add_argument("--out", required=True, help="folder for the model, C array, model_settings.h, op resolver, reports")
+    p.add_argument("--board", choices=list(BOARDS), default="nano33ble")
+    p.add_argument("--data-dir", help="the run's dataset, when it moved since training")
+    p.add_argument("--per-tensor", action="store_true", help="per-tensor weights (smaller file and arena)")
+    p.add_argument("--force", action="store_true", help="overwrite an earlier export in --out")
+    return p
+
+
+@cli
+def main(argv=None) -> int:
+    args = _parser().parse_args(argv)
+    from kvasir_tf.micro.export import export_micro
+    s = export_micro(args.source, args.out, args.board, data_dir=args.data_dir, force=args.force,
+                     per_tensor=args.per_tensor)
+    a, c, f = s["arena"], s["tflm_check"], s["fold"]
+    print(f"model {s['model_bytes']} B, ops {', '.join(s['ops'])}")
+    print(f"arena: minimum {a['minimum_bytes']} B, written {a['arena_bytes']} B ({a['margin']})")
+    if f["folded"]:
+        print(f"pixel map folded into the first conv: outputs within {f['check']['max_steps']} int8 steps "
+              f"(mean {f['check']['mean_steps']:.2f}), top-1 agreement {f['check']['top1_agreement']:.3f}, "
+              f"arena {f['arena_saved_bytes']} B smaller")
+    print(f"TFLM vs LiteRT reference kernels on {c['images']} test images: bit exact"
+          + (f", int8 accuracy {c['int8_accuracy']:.3f}" if "int8_accuracy" in c else ""))
+    for r in s["budget"]["budgets"]:
+        print(f"budget {r['budget']}: {r['used']} of {r['limit']} B ({r['free']} free)")
+    print(f"wrote {s['out_dir']}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

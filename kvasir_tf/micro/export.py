@@ -1,0 +1,144 @@
+"""One call from a run (or an int8 .tflite with its sidecar) to everything the firmware compiles:
+the folded int8 model, its C array, model_settings.h/.cc, the op resolver, the TFLM check and the
+board's budget report. Every check runs before the first file is written."""
+from __future__ import annotations
+
+import json
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from kvasir_tf import artifact
+from kvasir_tf import device_preprocessing as dp
+from kvasir_tf.errors import KvasirError
+from kvasir_tf.micro import budgets, codegen, fold, tflm
+
+MODEL_NAME = "model_micro.tflite"
+MAX_CHECK_IMAGES = 200
+
+
+def _from_run(run_dir: Path, tmp: Path, data_dir=None, per_tensor=False):
+    """int8-convert a run into ``tmp``; returns (tflite path, sidecar, test images, labels)."""
+    from kvasir_tf.convert import convert
+    from kvasir_tf.data.split import load_manifest
+    result = convert(run_dir, tmp / "model_int8.tflite", "int8", verbose=False, data_dir=data_dir,
+                     per_tensor=per_tensor)
+    split = load_manifest(run_dir, data_dir)
+    return result.tflite_path, result.sidecar, split
+
+
+def _test_images(split, size):
+    from kvasir_tf.data.pipeline import load_images
+    paths, labels = split.paths("test")[:MAX_CHECK_IMAGES], split.labels("test")[:MAX_CHECK_IMAGES]
+    return load_images(paths, size), labels
+
+
+def _load_tflite(path: Path):
+    side = artifact.load_sidecar(path)   # KvasirError when it describes another file
+    if side is None:
+        raise KvasirError(f"{path}: no sidecar {artifact.sidecar_path_for(path).name} beside it; convert "
+                          "with tools/convert.py --int8, which writes both")
+    return path, side
+
+
+def check_int8(sidecar: dict, path) -> tuple:
+    """(size, scale, zero point) of an int8 model; KvasirError for a float one."""
+    inp = sidecar.get("input") or {}
+    if inp.get("dtype") != "int8" or sidecar.get("mode") not in (None, "int8"):
+        raise KvasirError(f"{path} is a {sidecar.get('mode') or inp.get('dtype')} model: microcontrollers "
+                          "run the full-integer model; convert with tools/convert.py --int8 (or pass the run)")
+    return dp.input_map(sidecar)
+
+
+def _fold_check(original: bytes, folded: bytes, inputs: np.ndarray) -> dict:
+    """Outputs of the folded vs the unfolded graph (LiteRT reference kernels) in int8 steps."""
+    a, b = tflm.run_reference(original, inputs), tflm.run_reference(folded, inputs)
+    d = np.abs(a.astype(np.int32) - b.astype(np.int32))
+    return {"max_steps": int(d.max()), "mean_steps": float(d.mean()),
+            "within_one_step": float((d.max(axis=1) <= 1).mean()),
+            "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean())}
+
+
+def _outputs(out_dir: Path) -> list:
+    names = [MODEL_NAME, "model_micro.json", artifact.LABELS_NAME, "model_data.h", "model_data.cc",
+             "model_settings.h", "model_settings.cc", codegen.RESOLVER_NAME, "budget.json", "budget.md",
+             "tflm_check.json"]
+    return [out_dir / n for n in names]
+
+
+def export_micro(source, out_dir, board: str = "nano33ble", *, data_dir=None, images=None, labels=None,
+                 force: bool = False, code_bytes: int = 0, per_tensor: bool = False) -> dict:
+    """Export for ``board``; ``source`` is a run directory or an int8 .tflite with its sidecar
+    (then pass test ``images`` uint8 [N, S, S, 3], optionally ``labels``). Returns the summary."""
+    source, out_dir = Path(source), Path(out_dir)
+    budgets.board_spec(board)
+    existing = [p for p in _outputs(out_dir) if p.exists()]
+    if existing and not force:
+        raise KvasirError(f"{existing[0]} exists; pass --force to overwrite the micro export in {out_dir}")
+    with tempfile.TemporaryDirectory(prefix="kvasir_micro_") as tmp:
+        tmp = Path(tmp)
+        if source.is_dir():
+            path, side, split = _from_run(source, tmp, data_dir, per_tensor)
+            if images is None:
+                images, labels = _test_images(split, int(side["image_size"]))
+        elif source.is_file():
+            path, side = _load_tflite(source)
+        else:
+            raise KvasirError(f"{source} is neither a run directory nor a .tflite file")
+        size, scale, zero_point = check_int8(side, path)
+        if images is None or len(images) == 0:
+            raise KvasirError(f"{source}: no test images to check the model in TFLite Micro; pass a run "
+                              "directory or images")
+        frame = budgets.frame_spec(board, size)
+        original = path.read_bytes()
+        folded, fold_info = fold.fold_pixel_map(original)
+        ops = fold.op_names(fold.read_model(folded))
+        tflm.check_ops(ops)
+        inputs = dp.quantize(np.asarray(images), scale, zero_point)
+        if fold_info["folded"]:
+            fold_info["check"] = _fold_check(original, folded, inputs)
+        (tmp / MODEL_NAME).write_bytes(folded)
+        arena = tflm.smallest_arena(tmp / MODEL_NAME)
+        unfolded_arena = tflm.smallest_arena(path)["minimum_bytes"] if fold_info["folded"] else arena["minimum_bytes"]
+        fold_info["arena_saved_bytes"] = unfolded_arena - arena["minimum_bytes"]
+        check = tflm.compare_tflm(folded, inputs, arena["minimum_bytes"])
+        if not check["bit_exact"]:
+            raise KvasirError(f"{source}: TFLite Micro's outputs differ from LiteRT's reference kernels by up to "
+                              f"{check['max_abs_diff']} steps; nothing written (report this model)")
+        report = budgets.check_budget(board, model_bytes=len(folded), arena_bytes=arena["arena_bytes"],
+                                      frame=frame, code_bytes=code_bytes)
+        outputs = check.pop("outputs")
+        if labels is not None and len(labels) == len(outputs):
+            check["int8_accuracy"] = float((outputs.argmax(1) == np.asarray(labels)).mean())
+        return _write(out_dir, folded, side, ops, fold_info, arena, check, report, frame)
+
+
+def _write(out_dir, folded, side, ops, fold_info, arena, check, report, frame) -> dict:
+    out_dir.mkdir(parents=True, exist_ok=True)
+    model_path = out_dir / MODEL_NAME
+    model_path.write_bytes(folded)
+    micro_side = dict(side, tflite=MODEL_NAME, sha256=artifact.sha256_file(model_path),
+                      size_bytes=len(folded), ops={op: ops.count(op) for op in sorted(set(ops))})
+    micro_side["micro"] = {"fold": fold_info, "arena": arena, "board": report["board"],
+                           "input_tensor_quantization": (
+                               {"scale": fold_info["input_tensor_scale"], "zero_point": 0,
+                                "note": "differs from the pixel map 'input': the pixel map is folded into "
+                                        "the first conv; send q = p - 128 as the sidecar's input says"}
+                               if fold_info["folded"] else None)}
+    (out_dir / "model_micro.json").write_text(json.dumps(micro_side, indent=1))
+    (out_dir / artifact.LABELS_NAME).write_text(artifact.labels_text(side["class_names"]))
+    header, body = artifact.c_array_sources(folded, "model_micro.json", MODEL_NAME)
+    (out_dir / "model_data.h").write_text(header)
+    (out_dir / "model_data.cc").write_text(body)
+    h, cc = codegen.model_settings_sources(micro_side, arena_bytes=arena, board=budgets.BOARDS[report["board"]],
+                                           frame=frame)
+    (out_dir / "model_settings.h").write_text(h)
+    (out_dir / "model_settings.cc").write_text(cc)
+    (out_dir / codegen.RESOLVER_NAME).write_text(codegen.op_resolver_header(ops, MODEL_NAME))
+    (out_dir / "budget.json").write_text(json.dumps(report, indent=1))
+    (out_dir / "budget.md").write_text(budgets.budget_markdown(report))
+    summary = {"out_dir": str(out_dir), "model_bytes": len(folded), "arena": arena, "fold": fold_info,
+               "tflm_check": check, "budget": report, "ops": sorted(set(ops))}
+    (out_dir / "tflm_check.json").write_text(json.dumps({"tflm_check": check, "fold": fold_info}, indent=1))
+    return summary

@@ -1,0 +1,126 @@
+"""The model in the real TFLite Micro interpreter (PyPI ``tflite-micro``): op support, the smallest
+arena, and outputs bit for bit equal to LiteRT's reference kernels.
+
+Arena probes run in a subprocess: TFLM segfaults (not raises) when the arena is far too small.
+"""
+from __future__ import annotations
+
+import re
+import subprocess
+import sys
+
+import numpy as np
+
+from kvasir_tf.errors import KvasirError
+
+# Builtin op -> MicroMutableOpResolver method (TFLM's micro_mutable_op_resolver.h). An op missing
+# here has no TFLM kernel this project registers; extend the table when TFLM adds one.
+OP_RESOLVER_METHODS = {
+    "ADD": "AddAdd", "AVERAGE_POOL_2D": "AddAveragePool2D", "CONCATENATION": "AddConcatenation",
+    "CONV_2D": "AddConv2D", "DEPTHWISE_CONV_2D": "AddDepthwiseConv2D", "DEQUANTIZE": "AddDequantize",
+    "FULLY_CONNECTED": "AddFullyConnected", "HARD_SWISH": "AddHardSwish", "LOGISTIC": "AddLogistic",
+    "MAX_POOL_2D": "AddMaxPool2D", "MEAN": "AddMean", "MUL": "AddMul", "PAD": "AddPad",
+    "PADV2": "AddPadV2", "QUANTIZE": "AddQuantize", "RELU": "AddRelu", "RELU6": "AddRelu6",
+    "RESHAPE": "AddReshape", "SOFTMAX": "AddSoftmax", "SQUEEZE": "AddSqueeze", "SUB": "AddSub",
+}
+# Host TFLM (64-bit pointers) over-counts a Cortex-M's tail allocations, but optimized kernels
+# (CMSIS-NN, ESP-NN) request scratch buffers the reference kernels do not: the written arena is
+# the measured minimum times this, rounded up to ARENA_ROUND.
+ARENA_MARGIN = 1.10
+ARENA_ROUND = 1024
+ARENA_ALIGN = 16
+_PROBE = r"""
+import sys, numpy as np
+from tflite_micro.python.tflite_micro import runtime
+content = open(sys.argv[1], "rb").read()
+it = runtime.Interpreter.from_bytes(content, arena_size=int(sys.argv[2]))
+d = it.get_input_details(0)
+it.set_input(np.zeros(d["shape"], d["dtype"]), 0)
+it.invoke()
+if len(sys.argv) > 3:
+    it.print_allocations()
+print("PROBE_OK", flush=True)
+"""
+
+
+def check_ops(ops) -> list:
+    """Sorted unique ops, or KvasirError naming the ones TFLM has no kernel for."""
+    unique = sorted(set(ops))
+    missing = [op for op in unique if op not in OP_RESOLVER_METHODS]
+    if missing:
+        raise KvasirError(f"op(s) {', '.join(missing)} have no TFLite Micro kernel registered by "
+                          "kvasir_tf.micro (see tflm.OP_RESOLVER_METHODS): rebuild the model without "
+                          "them; MobileNetV2 needs only CONV_2D, DEPTHWISE_CONV_2D, ADD, MEAN, "
+                          "FULLY_CONNECTED and SOFTMAX")
+    return unique
+
+
+def _probe(model_path, arena: int, allocations=False) -> subprocess.CompletedProcess:
+    args = [sys.executable, "-c", _PROBE, str(model_path), str(arena)] + (["1"] if allocations else [])
+    return subprocess.run(args, capture_output=True, text=True, timeout=300)
+
+
+def _ok(res) -> bool:
+    return res.returncode == 0 and "PROBE_OK" in res.stdout
+
+
+def smallest_arena(model_path, start: int = 4 << 20) -> dict:
+    """The smallest arena (bytes, a multiple of ARENA_ALIGN) that allocates and runs the model,
+    the TFLM recording allocator's total, and the written arena with its margin."""
+    res = _probe(model_path, start, allocations=True)
+    if not _ok(res):
+        detail = (res.stderr.strip().splitlines() or res.stdout.strip().splitlines() or ["no output"])[-1]
+        raise KvasirError(f"{model_path}: TFLite Micro cannot run this model with a {start >> 20} MiB "
+                          f"arena ({detail}); check its ops with kvasir_tf.micro")
+    m = re.search(r"Arena allocation total (\d+) bytes", res.stdout + res.stderr)
+    total = int(m.group(1)) if m else start
+    lo, hi = ARENA_ALIGN, -(-total // ARENA_ALIGN) * ARENA_ALIGN + ARENA_ALIGN   # lo fails, hi runs
+    if not _ok(_probe(model_path, hi)):
+        hi = start
+    lo = max(lo, hi - 64 * 1024)
+    while _ok(_probe(model_path, lo)) and lo > ARENA_ALIGN:
+        hi, lo = lo, max(ARENA_ALIGN, lo - 64 * 1024)
+    while hi - lo > ARENA_ALIGN:
+        mid = (lo + hi) // 2 // ARENA_ALIGN * ARENA_ALIGN
+        if mid <= lo:
+            break
+        lo, hi = (lo, mid) if _ok(_probe(model_path, mid)) else (mid, hi)
+    written = -(-int(hi * ARENA_MARGIN) // ARENA_ROUND) * ARENA_ROUND
+    return {"minimum_bytes": hi, "recorded_total_bytes": total, "arena_bytes": written,
+            "margin": f"x{ARENA_MARGIN} rounded up to {ARENA_ROUND} B", "align": ARENA_ALIGN}
+
+
+def run_tflm(content: bytes, inputs: np.ndarray, arena: int) -> np.ndarray:
+    """int8 outputs [N, C] of TFLM for int8 inputs [N, S, S, 3]."""
+    from tflite_micro.python.tflite_micro import runtime
+    it = runtime.Interpreter.from_bytes(content, arena_size=int(arena))
+    outs = []
+    for x in inputs:
+        it.set_input(np.ascontiguousarray(x[None], np.int8), 0)
+        it.invoke()
+        outs.append(np.array(it.get_output(0)).reshape(-1))
+    return np.asarray(outs)
+
+
+def run_reference(content: bytes, inputs: np.ndarray) -> np.ndarray:
+    """int8 outputs of LiteRT with its reference kernels (BUILTIN_REF), the TFLM comparison."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    it = Interpreter(model_content=content, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
+    it.allocate_tensors()
+    i, o = it.get_input_details()[0], it.get_output_details()[0]
+    outs = []
+    for x in inputs:
+        it.set_tensor(i["index"], np.ascontiguousarray(x[None], np.int8))
+        it.invoke()
+        outs.append(it.get_tensor(o["index"]).reshape(-1).copy())
+    return np.asarray(outs)
+
+
+def compare_tflm(content: bytes, inputs: np.ndarray, arena: int) -> dict:
+    """TFLM vs LiteRT reference kernels on the same int8 inputs: must be identical."""
+    micro, ref = run_tflm(content, inputs, arena), run_reference(content, inputs)
+    diff = np.abs(micro.astype(np.int32) - ref.astype(np.int32))
+    return {"images": int(len(inputs)), "bit_exact": bool(diff.max() == 0) if len(inputs) else False,
+            "max_abs_diff": int(diff.max()) if len(inputs) else None,
+            "top1_agreement": float((micro.argmax(1) == ref.argmax(1)).mean()) if len(inputs) else None,
+            "outputs": micro}
