@@ -154,58 +154,11 @@ def discover(data_dir, *, unknown_classes="use", validate=True) -> DatasetIndex:
     if not folders:
         raise DataError(f"no class folders in {root}: expected <class>/<image>.jpg folders "
                         f"(e.g. kvasir-dataset-v2/polyps/*.jpg); {_GET_DATA}")
-    canonical = [f for f in folders if f in KVASIR_V2_CLASSES]
-    unknown = [f for f in folders if f not in KVASIR_V2_CLASSES]
-    if canonical and len(canonical) >= len(unknown):
-        layout = "kvasir-v2"
-        missing = [c for c in KVASIR_V2_CLASSES if c not in folders]
-        if missing:
-            warn(f"{root}: {len(missing)} of the 8 Kvasir v2 classes have no folder: {', '.join(missing)}")
-        if unknown:
-            action = ("used as extra classes" if unknown_classes == "use"
-                      else "skipped (unknown_classes='skip' / --skip-unknown)")
-            warn(f"{root}: folder(s) not among the Kvasir v2 classes: {', '.join(unknown)}: {action}")
-        class_names = list(KVASIR_V2_CLASSES) + (unknown if unknown_classes == "use" else [])
-    else:
-        layout = "class-folders"
-        class_names = list(folders)
-
-    skipped, per_class = [], {}
-    to_check = []
-    for name in class_names:
-        cdir = root / name
-        files = _list_files(cdir) if cdir.is_dir() else []
-        good = []
-        for f in files:
-            rel = f.relative_to(root).as_posix()
-            if f.suffix.lower() not in IMAGE_EXTENSIONS:
-                skipped.append((rel, f"not an image file (extension {f.suffix or 'none'}): remove it "
-                                     "from the class folder"))
-            else:
-                good.append(f)
-        per_class[name] = good
-        to_check.extend(good)
-
-    if validate and to_check:
-        with ThreadPoolExecutor(max_workers=8) as pool:
-            reasons = dict(zip(to_check, pool.map(_check, to_check)))
-        for name in class_names:
-            kept = []
-            for f in per_class[name]:
-                if reasons[f] is None:
-                    kept.append(f)
-                else:
-                    skipped.append((f.relative_to(root).as_posix(), reasons[f]))
-            per_class[name] = kept
-
-    empty = [n for n in class_names if (root / n).is_dir() and not per_class[n]]
-    for name in empty:
-        warn(f"{root / name}: class folder has no usable image: "
-             + ("kept in the canonical class list with 0 images" if layout == "kvasir-v2"
-                else "class dropped") + "; add images or remove the folder")
-    if layout == "class-folders":
-        class_names = [n for n in class_names if per_class[n]]
-
+    layout, class_names = _choose_classes(root, folders, unknown_classes, warn)
+    per_class, skipped = _files_by_class(root, class_names)
+    if validate:
+        _validate(root, class_names, per_class, skipped)
+    class_names = _drop_empty(root, layout, class_names, per_class, warn)
     items = []
     for label, name in enumerate(class_names):
         items.extend((f.relative_to(root).as_posix(), label) for f in per_class[name])
@@ -224,3 +177,64 @@ def discover(data_dir, *, unknown_classes="use", validate=True) -> DatasetIndex:
                  "each is split as its own group (regenerate the patch index if they share sources)")
     return DatasetIndex(root=root, class_names=class_names, items=items, skipped=skipped,
                         layout=layout, warnings=warnings, groups=groups)
+
+
+def _choose_classes(root: Path, folders: list, unknown_classes: str, warn):
+    """(layout, class names in model-output order) for the class folders found (see :func:`discover`)."""
+    canonical = [f for f in folders if f in KVASIR_V2_CLASSES]
+    unknown = [f for f in folders if f not in KVASIR_V2_CLASSES]
+    if not (canonical and len(canonical) >= len(unknown)):
+        return "class-folders", list(folders)
+    missing = [c for c in KVASIR_V2_CLASSES if c not in folders]
+    if missing:
+        warn(f"{root}: {len(missing)} of the 8 Kvasir v2 classes have no folder: {', '.join(missing)}")
+    if unknown:
+        action = ("used as extra classes" if unknown_classes == "use"
+                  else "skipped (unknown_classes='skip' / --skip-unknown)")
+        warn(f"{root}: folder(s) not among the Kvasir v2 classes: {', '.join(unknown)}: {action}")
+    return "kvasir-v2", list(KVASIR_V2_CLASSES) + (unknown if unknown_classes == "use" else [])
+
+
+def _files_by_class(root: Path, class_names: list):
+    """({class: [image paths]}, skipped): files with an image extension; the rest are skipped."""
+    per_class, skipped = {}, []
+    for name in class_names:
+        cdir = root / name
+        good = []
+        for f in _list_files(cdir) if cdir.is_dir() else []:
+            if f.suffix.lower() in IMAGE_EXTENSIONS:
+                good.append(f)
+            else:
+                skipped.append((f.relative_to(root).as_posix(), f"not an image file (extension "
+                                f"{f.suffix or 'none'}): remove it from the class folder"))
+        per_class[name] = good
+    return per_class, skipped
+
+
+def _validate(root: Path, class_names: list, per_class: dict, skipped: list) -> None:
+    """Header-check every file in parallel; failures move from ``per_class`` to ``skipped``."""
+    to_check = [f for name in class_names for f in per_class[name]]
+    if not to_check:
+        return
+    with ThreadPoolExecutor(max_workers=8) as pool:
+        reasons = dict(zip(to_check, pool.map(_check, to_check)))
+    for name in class_names:
+        kept = []
+        for f in per_class[name]:
+            if reasons[f] is None:
+                kept.append(f)
+            else:
+                skipped.append((f.relative_to(root).as_posix(), reasons[f]))
+        per_class[name] = kept
+
+
+def _drop_empty(root: Path, layout: str, class_names: list, per_class: dict, warn) -> list:
+    """Warn about class folders without a usable image; drop them unless the layout is kvasir-v2."""
+    for name in class_names:
+        if (root / name).is_dir() and not per_class[name]:
+            warn(f"{root / name}: class folder has no usable image: "
+                 + ("kept in the canonical class list with 0 images" if layout == "kvasir-v2"
+                    else "class dropped") + "; add images or remove the folder")
+    if layout == "class-folders":
+        return [n for n in class_names if per_class[n]]
+    return class_names
