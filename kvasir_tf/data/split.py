@@ -150,71 +150,27 @@ def _grouped_split(index: DatasetIndex, fractions, seed: int, small_classes: str
     small groups, i.e. the source images that gave the fewest patches (small polyps), a
     systematic difference between training and test images.
     """
-    need = min_images_per_class(fractions)
-    n_cls = len(index.class_names)
-    members = {}
-    for rel, label in sorted(index.items):
-        members.setdefault(index.group_of(rel), []).append((rel, label))
-    class_groups = [set() for _ in range(n_cls)]
-    class_items = [0] * n_cls
-    for gid, its in members.items():
-        for _, label in its:
-            class_groups[label].add(gid)
-            class_items[label] += 1
-    notes, forced, forced_labels, dropped = [], set(), set(), set()
-    for label, name in enumerate(index.class_names):
-        n, g = class_items[label], len(class_groups[label])
-        if n == 0 or g >= need:
-            continue
-        _small_class(index, name, f"class '{name}' has {n} image(s) from {g} source group(s) but a "
-                     f"grouped {_fractions_label(fractions)} split needs at least {need} groups",
-                     "add images from other sources", small_classes, notes)
-        if small_classes == "train":
-            forced |= class_groups[label]
-            forced_labels.add(label)
-        else:
-            dropped.add(label)
+    members, class_groups = _group_members(index)
+    notes = []
+    forced, forced_labels, dropped = _small_group_classes(index, members, class_groups, fractions,
+                                                          small_classes, notes)
     if dropped:
         members = {gid: [m for m in its if m[1] not in dropped] for gid, its in members.items()}
         members = {gid: its for gid, its in members.items() if its}
     gids = sorted(members)
-    vec = np.zeros((len(gids), n_cls))
+    vec = np.zeros((len(gids), len(index.class_names)))
     for i, gid in enumerate(gids):
         for _, label in members[gid]:
             vec[i, label] += 1
     totals = vec.sum(axis=0)
-    target = np.zeros((len(SUBSETS), n_cls))
-    for label in range(n_cls):
-        n = int(totals[label])
-        if n == 0:
-            continue
-        if label in forced_labels:
-            target[:, label] = (n, 0, 0)
-        else:
-            target[:, label] = _counts(n, fractions)
-    scale = 1.0 / np.maximum(totals, 1.0) ** 2
-    active = [s for s, f in enumerate(fractions) if f > 0]
-    rng = np.random.default_rng(seed)
-    order = rng.permutation(len(gids))
-    count = np.zeros_like(target)
-
-    def cost(s, v):
-        # Change of sum_k ((count - target) / total)^2 when v joins subset s; ties go to
-        # the least filled subset, then to the first.
-        delta = float((v * (2 * (count[s] - target[s]) + v) * scale).sum())
-        return round(delta, 9), count[s].sum() / max(target[s].sum(), 1.0), s
-
-    assign = {}
-    for i in order:
-        v = vec[i]
-        s = 0 if gids[i] in forced else min(active, key=lambda s: cost(s, v))
-        count[s] += v
-        assign[gids[i]] = s
+    target = _group_targets(totals, forced_labels, fractions)
+    assign, count = _assign_groups(gids, vec, totals, target, fractions, forced, seed)
     out = {name: [] for name in SUBSETS}
     for gid, s in assign.items():
         out[SUBSETS[s]].extend(members[gid])
     for name in SUBSETS:
         out[name].sort()
+    active = [s for s, f in enumerate(fractions) if f > 0]
     for label, cname in enumerate(index.class_names):
         if totals[label] == 0 or label in forced_labels:
             continue
@@ -231,6 +187,76 @@ def _grouped_split(index: DatasetIndex, fractions, seed: int, small_classes: str
     return Split(root=Path(index.root), class_names=list(index.class_names), seed=int(seed),
                  train=out["train"], val=out["val"], test=out["test"], fractions=fractions,
                  layout=index.layout, notes=notes, grouping=grouping)
+
+
+def _group_members(index: DatasetIndex):
+    """({group id: [(relpath, label)]}, [set of group ids per class])."""
+    members = {}
+    for rel, label in sorted(index.items):
+        members.setdefault(index.group_of(rel), []).append((rel, label))
+    class_groups = [set() for _ in index.class_names]
+    for gid, its in members.items():
+        for _, label in its:
+            class_groups[label].add(gid)
+    return members, class_groups
+
+
+def _small_group_classes(index, members, class_groups, fractions, small_classes, notes):
+    """Classes with fewer groups than non-empty subsets, handled per ``small_classes``.
+
+    Returns (groups forced into train, their labels, labels dropped).
+    """
+    need = min_images_per_class(fractions)
+    class_items = [0] * len(index.class_names)
+    for its in members.values():
+        for _, label in its:
+            class_items[label] += 1
+    forced, forced_labels, dropped = set(), set(), set()
+    for label, name in enumerate(index.class_names):
+        n, g = class_items[label], len(class_groups[label])
+        if n == 0 or g >= need:
+            continue
+        _small_class(index, name, f"class '{name}' has {n} image(s) from {g} source group(s) but a "
+                     f"grouped {_fractions_label(fractions)} split needs at least {need} groups",
+                     "add images from other sources", small_classes, notes)
+        if small_classes == "train":
+            forced |= class_groups[label]
+            forced_labels.add(label)
+        else:
+            dropped.add(label)
+    return forced, forced_labels, dropped
+
+
+def _group_targets(totals, forced_labels, fractions) -> np.ndarray:
+    """Per-subset, per-class target item counts [3, n_classes]: the item-wise split's sizes."""
+    target = np.zeros((len(SUBSETS), len(totals)))
+    for label, n in enumerate(totals.astype(int)):
+        if n == 0:
+            continue
+        target[:, label] = (n, 0, 0) if label in forced_labels else _counts(int(n), fractions)
+    return target
+
+
+def _assign_groups(gids, vec, totals, target, fractions, forced, seed):
+    """({group id: subset index}, per-subset class counts): the seeded greedy pass."""
+    scale = 1.0 / np.maximum(totals, 1.0) ** 2
+    active = [s for s, f in enumerate(fractions) if f > 0]
+    order = np.random.default_rng(seed).permutation(len(gids))
+    count = np.zeros_like(target)
+
+    def cost(s, v):
+        # Change of sum_k ((count - target) / total)^2 when v joins subset s; ties go to
+        # the least filled subset, then to the first.
+        delta = float((v * (2 * (count[s] - target[s]) + v) * scale).sum())
+        return round(delta, 9), count[s].sum() / max(target[s].sum(), 1.0), s
+
+    assign = {}
+    for i in order:
+        v = vec[i]
+        s = 0 if gids[i] in forced else min(active, key=lambda s: cost(s, v))
+        count[s] += v
+        assign[gids[i]] = s
+    return assign, count
 
 
 def _manifest_file(run_dir_or_file) -> Path:
