@@ -205,13 +205,7 @@ def build_patch_dataset(seg_dir, out_dir, patch_size: int = DEFAULT_PATCH_SIZE,
     least ``polyp_min_fraction`` polyp pixels, ``mucosa`` crops none. ``limit`` uses only the
     first N image pairs (sorted by name).
     """
-    if not 0 < polyp_min_fraction <= 1:
-        raise KvasirError(f"polyp_min_fraction must be in (0, 1], got {polyp_min_fraction}")
-    if patch_size < 8 or patches_per_image < 1:
-        raise KvasirError(f"need --patch-size >= 8 and --patches-per-image >= 1 "
-                          f"(got {patch_size}, {patches_per_image})")
-    if not scales or not all(0 < s < 1 for s in scales):
-        raise KvasirError(f"crop scales must be fractions in (0, 1), got {scales}")
+    _check_patch_args(patch_size, patches_per_image, polyp_min_fraction, scales)
     t0 = time.perf_counter()
     samples = load_kvasir_seg(seg_dir)
     if limit is not None:
@@ -225,34 +219,58 @@ def build_patch_dataset(seg_dir, out_dir, patch_size: int = DEFAULT_PATCH_SIZE,
     written = {k: [] for k in PATCH_CLASSES}
     skipped = []
     for sample in samples:
-        try:
-            img = read_rgb(sample.image)
-            polyp = read_mask(sample.mask)
-        except DataError as exc:
-            skipped.append((sample.name, f"unreadable ({str(exc).split(': ', 1)[-1]})"))
-            continue
-        if polyp.shape != img.shape[:2]:
-            skipped.append((sample.name, "mask size differs from image size"))
-            continue
-        rng = np.random.default_rng([int(seed), zlib.crc32(sample.name.encode())])
-        crops = _crops_for_image(img, polyp, fov_mask(img), patches_per_image, tuple(scales),
-                                 polyp_min_fraction, rng)
-        if not crops["polyp"] and not crops["mucosa"]:
-            skipped.append((sample.name, "no crop fits inside the field of view"))
-            continue
-        for cls in PATCH_CLASSES:
-            for k, (y, x, side) in enumerate(crops[cls]):
-                crop = cv2.resize(img[y:y + side, x:x + side], (patch_size, patch_size),
-                                  interpolation=cv2.INTER_AREA)
-                mcrop = cv2.resize(polyp[y:y + side, x:x + side].astype(np.uint8) * 255,
-                                   (patch_size, patch_size), interpolation=cv2.INTER_NEAREST)
-                if cls == "polyp" and (mcrop > 0).mean() < polyp_min_fraction:
-                    continue  # resampling nudged it under the threshold
-                name = f"{sample.name}_{k}.png"
-                cv2.imwrite(str(out / cls / name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
-                cv2.imwrite(str(out / MASKS_DIRNAME / cls / name), mcrop)
-                written[cls].append(PatchRecord(cls, name, sample.name, x, y, side))
-    # Balance: keep an equal, seeded random subset of the larger class.
+        why = _write_image_patches(sample, out, written, patch_size, patches_per_image,
+                                   polyp_min_fraction, seed, tuple(scales))
+        if why is not None:
+            skipped.append((sample.name, why))
+    records = _balance(out, written, seed)
+    _write_index(out, records)
+    return PatchSummary(out_dir=out, counts={k: sum(r.cls == k for r in records) for k in PATCH_CLASSES},
+                        images_used=len({r.source for r in records}), images_total=len(samples),
+                        skipped=skipped, seconds=time.perf_counter() - t0, patches=records)
+
+
+def _check_patch_args(patch_size, patches_per_image, polyp_min_fraction, scales) -> None:
+    if not 0 < polyp_min_fraction <= 1:
+        raise KvasirError(f"polyp_min_fraction must be in (0, 1], got {polyp_min_fraction}")
+    if patch_size < 8 or patches_per_image < 1:
+        raise KvasirError(f"need --patch-size >= 8 and --patches-per-image >= 1 "
+                          f"(got {patch_size}, {patches_per_image})")
+    if not scales or not all(0 < s < 1 for s in scales):
+        raise KvasirError(f"crop scales must be fractions in (0, 1), got {scales}")
+
+
+def _write_image_patches(sample: SegSample, out: Path, written: dict, patch_size, n, min_fraction,
+                         seed, scales) -> str | None:
+    """Crop one image into ``out`` and append its PatchRecords to ``written``; or why it gave none."""
+    try:
+        img = read_rgb(sample.image)
+        polyp = read_mask(sample.mask)
+    except DataError as exc:
+        return f"unreadable ({str(exc).split(': ', 1)[-1]})"
+    if polyp.shape != img.shape[:2]:
+        return "mask size differs from image size"
+    rng = np.random.default_rng([int(seed), zlib.crc32(sample.name.encode())])
+    crops = _crops_for_image(img, polyp, fov_mask(img), n, scales, min_fraction, rng)
+    if not crops["polyp"] and not crops["mucosa"]:
+        return "no crop fits inside the field of view"
+    for cls in PATCH_CLASSES:
+        for k, (y, x, side) in enumerate(crops[cls]):
+            crop = cv2.resize(img[y:y + side, x:x + side], (patch_size, patch_size),
+                              interpolation=cv2.INTER_AREA)
+            mcrop = cv2.resize(polyp[y:y + side, x:x + side].astype(np.uint8) * 255,
+                               (patch_size, patch_size), interpolation=cv2.INTER_NEAREST)
+            if cls == "polyp" and (mcrop > 0).mean() < min_fraction:
+                continue  # resampling nudged it under the threshold
+            name = f"{sample.name}_{k}.png"
+            cv2.imwrite(str(out / cls / name), cv2.cvtColor(crop, cv2.COLOR_RGB2BGR))
+            cv2.imwrite(str(out / MASKS_DIRNAME / cls / name), mcrop)
+            written[cls].append(PatchRecord(cls, name, sample.name, x, y, side))
+    return None
+
+
+def _balance(out: Path, written: dict, seed) -> list:
+    """Keep an equal, seeded random subset of the larger class (deleting the rest); sorted records."""
     n = min(len(v) for v in written.values())
     rng = np.random.default_rng(seed)
     records = []
@@ -266,13 +284,15 @@ def build_patch_dataset(seg_dir, out_dir, patch_size: int = DEFAULT_PATCH_SIZE,
                 (out / cls / rec.file).unlink()
                 (out / MASKS_DIRNAME / cls / rec.file).unlink()
     records.sort(key=lambda r: (r.cls, r.file))
+    return records
+
+
+def _write_index(out: Path, records: list) -> None:
+    """``OUT/_patches.csv``: each patch's source image and crop window (read by discovery)."""
     with open(out / PATCH_INDEX_NAME, "w", newline="") as fh:
         writer = csv.writer(fh)
         writer.writerow(["class", "file", "source", "x", "y", "side"])
         writer.writerows([r.cls, r.file, r.source, r.x, r.y, r.side] for r in records)
-    return PatchSummary(out_dir=out, counts={k: sum(r.cls == k for r in records) for k in PATCH_CLASSES},
-                        images_used=len({r.source for r in records}), images_total=len(samples),
-                        skipped=skipped, seconds=time.perf_counter() - t0, patches=records)
 
 
 def _prepare_out(out: Path) -> None:
