@@ -28,6 +28,21 @@ def test_summary_table(make_dataset_dir, capsys):
     assert "skipped 1 file(s):" in out and "pear/x.txt: not an image file" in out
 
 
+def test_summary_lists_too_small_images(make_dataset_dir, capsys):
+    import cv2
+    import numpy as np
+    root = make_dataset_dir({"apple": 3, "pear": 2}, size=(40, 30))
+    cv2.imwrite(str(root / "pear" / "dot.png"), np.zeros((1, 1, 3), np.uint8))
+    cv2.imwrite(str(root / "apple" / "sliver.jpg"), np.zeros((12, 4000, 3), np.uint8))
+    assert main(["summary", str(root)]) == 0
+    out = capsys.readouterr().out
+    assert "   0  apple       3" in out and "   1  pear        2" in out
+    assert "skipped 2 image(s) smaller than 16 px on the shorter side, e.g. apple/sliver.jpg" in out
+    assert "skipped 2 file(s):" in out
+    assert "    apple/sliver.jpg: image too small (4000x12: shorter side 12 px < 16 px" in out
+    assert "    pear/dot.png: image too small (1x1: shorter side 1 px" in out
+
+
 def test_format_summary_real(shared_data):
     text = format_summary(discover(shared_data / "kvasir-v2-partial"))
     assert re.search(r"\n\s+3  normal-cecum\s+250\n", text) and "720x576 (251), 1280x1024 (1)" in text

@@ -7,6 +7,7 @@ import pytest
 
 from kvasir_tf.data.classes import KVASIR_V2_CLASSES
 from kvasir_tf.data.discovery import MASKS_DIRNAME, discover, mask_path
+from kvasir_tf.data.imageio import MIN_IMAGE_SIDE
 from kvasir_tf.errors import DataError
 from tests.conftest import write_image
 
@@ -50,7 +51,7 @@ def test_bad_files_skipped_with_reasons(make_dataset_dir, caplog):
     (root / "b" / "readme.txt").write_text("hello")
     (root / "b" / "fake.png").write_text("not a png")
     write_image(root / "b" / "real.png", seed=5)
-    rgba = np.zeros((10, 10, 4), np.uint8)
+    rgba = np.zeros((20, 25, 4), np.uint8)
     cv2.imwrite(str(root / "b" / "rgba.png"), rgba)
     write_image(root / "b" / "grey.jpg", channels=1)
     with caplog.at_level(logging.WARNING, logger="kvasir_tf.data"):
@@ -71,6 +72,27 @@ def test_huge_image_skipped(make_dataset_dir):
     ix = discover(root)
     assert ix.counts() == [2, 2]
     assert "image too large (8000x8000" in dict(ix.skipped)["a/huge.jpg"]
+
+
+def test_too_small_images_skipped_with_reason_and_count(make_dataset_dir, caplog):
+    root = make_dataset_dir({"a": 3, "b": 3})
+    before = discover(root).items
+    cv2.imwrite(str(root / "a" / "dot.png"), np.full((1, 1, 3), 200, np.uint8))
+    cv2.imwrite(str(root / "b" / "sliver.jpg"), np.full((12, 4000, 3), 90, np.uint8))
+    cv2.imwrite(str(root / "b" / "tall.bmp"), np.zeros((4000, 15, 3), np.uint8))  # BMP header read too
+    side = MIN_IMAGE_SIDE
+    cv2.imwrite(str(root / "a" / "edge.png"), np.full((side, 3 * side, 3), 50, np.uint8))  # kept
+    with caplog.at_level(logging.WARNING, logger="kvasir_tf.data"):
+        ix = discover(root)
+    reasons = dict(ix.skipped)
+    assert set(reasons) == {"a/dot.png", "b/sliver.jpg", "b/tall.bmp"}
+    assert reasons["a/dot.png"].startswith("image too small (1x1: shorter side 1 px < 16 px")
+    assert reasons["b/sliver.jpg"].startswith("image too small (4000x12: shorter side 12 px")
+    assert reasons["b/tall.bmp"].startswith("image too small (15x4000: shorter side 15 px")
+    assert all(r.endswith("remove it from the class folder") for r in reasons.values())
+    assert f"skipped 3 image(s) smaller than {side} px on the shorter side, e.g. a/dot.png" in caplog.text
+    assert "unreadable or non-image" not in caplog.text
+    assert ix.items == sorted(before + [("a/edge.png", 0)])   # normal images unaffected
 
 
 def test_empty_class_folder_dropped_with_warning(make_dataset_dir):

@@ -99,6 +99,30 @@ def test_huge_image_refused_before_decoding(tmp_path):
         imageio.read_rgb(p)
 
 
+@pytest.mark.parametrize("w,h", [(37, 23), (1, 1), (4000, 12)])
+def test_bmp_header_size(tmp_path, w, h):
+    p = tmp_path / "x.bmp"
+    cv2.imwrite(str(p), np.zeros((h, w, 3), np.uint8))
+    assert imageio.header_size(p) == (w, h) == imageio.read_rgb(p).shape[1::-1]
+
+
+def test_min_side_rule(tmp_path):
+    m = imageio.MIN_IMAGE_SIDE
+    for ok in [(m, m), (m, 4000), (1920, 1072), None]:    # None: size unknown, decode checks it
+        imageio.check_min_side(tmp_path / "ok.jpg", ok)
+    for w, h in [(1, 1), (4000, m - 1), (m - 1, 4000)]:
+        with pytest.raises(DataError, match=rf"tiny\.jpg: image too small \({w}x{h}: shorter side "
+                                            rf"{min(w, h)} px < {m} px.*; remove it from the class folder"):
+            imageio.check_min_side(tmp_path / "tiny.jpg", (w, h))
+
+
+def test_missing_file_says_not_found(tmp_path):
+    p = tmp_path / "gone.jpg"
+    for fn in (imageio.read_rgb, imageio.check_file):
+        with pytest.raises(DataError, match=r"gone\.jpg: file not found \(deleted or moved.*restore it"):
+            fn(p)
+
+
 def test_header_size_matches_decode(shared_data):
     files = sorted((shared_data / "kvasir-seg" / "images").glob("*.jpg"))[:10]
     for f in files:

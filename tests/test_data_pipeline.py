@@ -106,6 +106,26 @@ def test_undecodable_file_dropped_with_count(make_dataset_dir, caplog):
         pipeline.load_images([bad], 16)
 
 
+def test_too_small_images_dropped_with_count(make_dataset_dir, caplog):
+    """Discovery cannot read a TIFF's size from its header: the decode applies the same rule."""
+    import cv2
+    root = make_dataset_dir({"a": 4, "b": 4}, size=(32, 32))
+    cv2.imwrite(str(root / "a" / "dot.tif"), np.full((1, 1, 3), 200, np.uint8))
+    cv2.imwrite(str(root / "b" / "sliver.png"), np.full((12, 4000, 3), 90, np.uint8))
+    for validate, n_small in ((True, 1), (False, 2)):   # discover(validate=False): both reach here
+        ix = discover(root, validate=validate)
+        assert len(ix.items) == 8 + n_small
+        sp = stratified_split(ix, fractions=(1.0, 0.0, 0.0))
+        caplog.clear()
+        with caplog.at_level(logging.WARNING, logger="kvasir_tf.data"):
+            x, y = _epoch(pipeline.make_dataset(sp, "train", 16, 4, training=False))
+        assert len(x) == 8 and Counter(y.tolist()) == {0: 4, 1: 4}   # the normal images all train
+        assert f"dropped {n_small} of {8 + n_small} image(s)" in caplog.text
+        assert "dot.tif: image too small (1x1: shorter side 1 px < 16 px" in caplog.text
+    with pytest.raises(pipeline.DataError, match=r"sliver\.png: image too small \(4000x12.*\(1 of 2 files"):
+        pipeline.load_images([root / "a" / "img000.jpg", root / "b" / "sliver.png"], 16)
+
+
 def test_real_partial_kvasir_v2(shared_data):
     ix = discover(shared_data / "kvasir-v2-partial")
     sp = stratified_split(ix, small_classes="train")

@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from kvasir_tf.data.discovery import discover, mask_path
-from kvasir_tf.data.imageio import read_rgb
+from kvasir_tf.data.imageio import MIN_IMAGE_SIDE, read_rgb
 from kvasir_tf.data.fov import fov_mask, overlay_boxes
 from kvasir_tf.data.kvasir_seg import PATCH_INDEX_NAME, build_patch_dataset, load_kvasir_seg, main, read_mask
 from kvasir_tf.errors import DataError, KvasirError
@@ -139,6 +139,15 @@ def test_patches_deterministic(seg_dir, tmp_path):
     (tmp_path / "c" / "polyp" / "mine.png").write_bytes(b"x")
     with pytest.raises(KvasirError, match="pick an empty --out"):
         build_patch_dataset(seg_dir, tmp_path / "c", patch_size=32, seed=6, limit=6)
+
+
+def test_patch_size_below_min_image_side_refused(tmp_path, capsys):
+    """Patches smaller than the discovery threshold would all be skipped when training on them."""
+    with pytest.raises(KvasirError, match=rf"--patch-size >= {MIN_IMAGE_SIDE}.*got {MIN_IMAGE_SIDE - 1}"):
+        build_patch_dataset(tmp_path, tmp_path / "o", patch_size=MIN_IMAGE_SIDE - 1)
+    assert main(["patches", "--seg-dir", str(tmp_path), "--out", str(tmp_path / "o"), "--patch-size", "8"]) == 2
+    assert f"--patch-size >= {MIN_IMAGE_SIDE}" in capsys.readouterr().err
+    assert not (tmp_path / "o").exists()
 
 
 def _seg_copy(seg_dir, root, n=3):

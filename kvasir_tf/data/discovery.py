@@ -3,6 +3,8 @@
 Validation is header-only (a few KB per file: signature, dimensions, end marker), so a
 scan of the full 8000-image Kvasir v2 takes seconds; the full decode happens once,
 in the pipeline's cache build, which drops (and counts) any file that still fails.
+Images with a side under :data:`~kvasir_tf.data.imageio.MIN_IMAGE_SIDE` are skipped too:
+upscaled to the model input they would be trained on as blur.
 """
 import csv
 import logging
@@ -12,7 +14,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from kvasir_tf.data.classes import KVASIR_V2_CLASSES, KVASIR_V2_DIRNAME
-from kvasir_tf.data.imageio import IMAGE_EXTENSIONS, check_file
+from kvasir_tf.data.imageio import (IMAGE_EXTENSIONS, MIN_IMAGE_SIDE, TOO_SMALL, check_file,
+                                    check_min_side)
 from kvasir_tf.errors import DataError
 
 log = logging.getLogger(__name__)
@@ -124,8 +127,9 @@ def _list_files(class_dir: Path):
 
 
 def _check(path: Path):
+    """None for a usable image, else why not (unreadable, not an image, too small)."""
     try:
-        check_file(path)
+        check_min_side(path, check_file(path))
         return None
     except DataError as exc:
         # The message starts with the path; keep only the reason and fix.
@@ -162,9 +166,7 @@ def discover(data_dir, *, unknown_classes="use", validate=True) -> DatasetIndex:
     items = []
     for label, name in enumerate(class_names):
         items.extend((f.relative_to(root).as_posix(), label) for f in per_class[name])
-    if skipped:
-        warn(f"{root}: skipped {len(skipped)} unreadable or non-image file(s), "
-             f"e.g. {skipped[0][0]} ({skipped[0][1]})")
+    _warn_skipped(root, skipped, warn)
     if not items:
         raise DataError(f"no usable images in {root} (folders: {', '.join(folders)}); {_GET_DATA}")
     if layout == "class-folders":
@@ -226,6 +228,17 @@ def _validate(root: Path, class_names: list, per_class: dict, skipped: list) -> 
             else:
                 skipped.append((f.relative_to(root).as_posix(), reasons[f]))
         per_class[name] = kept
+
+
+def _warn_skipped(root: Path, skipped: list, warn) -> None:
+    """One warning with a count and an example for too-small images, one for all other skips."""
+    small = [s for s in skipped if s[1].startswith(TOO_SMALL)]
+    bad = [s for s in skipped if not s[1].startswith(TOO_SMALL)]
+    if bad:
+        warn(f"{root}: skipped {len(bad)} unreadable or non-image file(s), e.g. {bad[0][0]} ({bad[0][1]})")
+    if small:
+        warn(f"{root}: skipped {len(small)} image(s) smaller than {MIN_IMAGE_SIDE} px on the shorter "
+             f"side, e.g. {small[0][0]} ({small[0][1]})")
 
 
 def _drop_empty(root: Path, layout: str, class_names: list, per_class: dict, warn) -> list:

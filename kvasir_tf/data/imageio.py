@@ -17,6 +17,17 @@ IMAGE_EXTENSIONS = (".jpg", ".jpeg", ".png", ".bmp", ".tif", ".tiff")
 # a 64 MP image needs ~200 MB and seconds, and usually means a wrong file in the folder.
 MAX_PIXELS = 50_000_000
 
+# Dataset images whose shorter side is below this are skipped (discovery) or dropped (pipeline).
+# The shorter side is what counts: the centre-square crop (:func:`resize`) is that side squared,
+# so a 4000x12 sliver gives a 12x12 crop. 16 px is half of the smallest model input this project
+# builds (kvasir_tf.model.MIN_IMAGE_SIZE = 32): below it even the smallest model sees a >2x
+# upscaled blur, the 224-px default a >14x one, i.e. interpolation artefacts instead of tissue.
+# Real frames are >= 332 px and the patch builder writes >= 16 px, so only thumbnails, icons and
+# broken exports fall below it. An absolute threshold rather than one relative to the model input:
+# discovery does not know the input size, and the split must not depend on it.
+MIN_IMAGE_SIDE = 16
+TOO_SMALL = "image too small"  # start of the reason, so discovery can count these apart
+
 _JPEG_SOI = b"\xff\xd8\xff"
 _JPEG_EOI = b"\xff\xd9"
 _PNG_SIG = b"\x89PNG\r\n\x1a\n"
@@ -27,10 +38,24 @@ def _fail(path, what, fix="remove or replace it"):
     raise DataError(f"{path}: {what}; {fix}")
 
 
+def _read_failed(path, exc: OSError):
+    if isinstance(exc, FileNotFoundError):
+        _fail(path, "file not found (deleted or moved since the dataset was indexed?)",
+              "restore it, or re-index the dataset and make a new split (re-run training or "
+              "`kvasir-data split`)")
+    _fail(path, f"cannot read file ({exc.strerror or exc})", "check permissions")
+
+
 def _header_size(data: bytes):
-    """(width, height) from a JPEG/PNG header without decoding, or None if unknown."""
+    """(width, height) from a JPEG/PNG/BMP header without decoding, or None if unknown."""
     if data.startswith(_PNG_SIG) and len(data) >= 24:
         return int.from_bytes(data[16:20], "big"), int.from_bytes(data[20:24], "big")
+    if data.startswith(b"BM") and len(data) >= 26:
+        if int.from_bytes(data[14:18], "little") == 12:  # OS/2 BITMAPCOREHEADER: 16-bit sizes
+            return int.from_bytes(data[18:20], "little"), int.from_bytes(data[20:22], "little")
+        # BITMAPINFOHEADER and later: signed 32-bit, negative height = rows stored top-down
+        w = int.from_bytes(data[18:22], "little", signed=True)
+        return abs(w), abs(int.from_bytes(data[22:26], "little", signed=True))
     if data.startswith(_JPEG_SOI):
         i, n = 2, len(data)
         while i + 9 < n:
@@ -78,8 +103,20 @@ def check_header(path, head: bytes, tail: bytes, file_size: int):
     return size
 
 
+def check_min_side(path, size) -> None:
+    """Raise DataError when ``size`` (width, height) has a side below :data:`MIN_IMAGE_SIDE`.
+
+    ``None`` (size unknown from the header) passes; the pipeline checks again after decoding.
+    """
+    if size is None or min(size) >= MIN_IMAGE_SIDE:
+        return
+    w, h = size
+    _fail(path, f"{TOO_SMALL} ({w}x{h}: shorter side {min(w, h)} px < {MIN_IMAGE_SIDE} px; it would "
+          "be upscaled into a blur)", "remove it from the class folder")
+
+
 def header_size(path):
-    """(width, height) read from a JPEG/PNG header (no decode), or None."""
+    """(width, height) read from a JPEG/PNG/BMP header (no decode), or None."""
     try:
         with open(path, "rb") as f:
             return _header_size(f.read(65536))
@@ -87,8 +124,8 @@ def header_size(path):
         return None
 
 
-def check_file(path) -> None:
-    """Header-only validation of one file (see :func:`check_header`)."""
+def check_file(path):
+    """Header-only validation of one file (see :func:`check_header`); its (width, height) or None."""
     path = Path(path)
     try:
         size = path.stat().st_size
@@ -97,8 +134,8 @@ def check_file(path) -> None:
             f.seek(max(0, size - _TAIL))
             tail = f.read(_TAIL)
     except OSError as exc:
-        _fail(path, f"cannot read file ({exc.strerror or exc})", "check permissions")
-    check_header(path, head, tail, size)
+        _read_failed(path, exc)
+    return check_header(path, head, tail, size)
 
 
 def read_rgb(path) -> np.ndarray:
@@ -110,7 +147,7 @@ def read_rgb(path) -> np.ndarray:
     try:
         data = path.read_bytes()
     except OSError as exc:
-        _fail(path, f"cannot read file ({exc.strerror or exc})", "check permissions")
+        _read_failed(path, exc)
     check_header(path, data[:65536], data[-_TAIL:], len(data))
     img = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED)
     if img is None or img.size == 0:

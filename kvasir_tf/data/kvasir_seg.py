@@ -25,7 +25,7 @@ import cv2
 import numpy as np
 
 from kvasir_tf.data.discovery import MASKS_DIRNAME
-from kvasir_tf.data.imageio import IMAGE_EXTENSIONS, read_rgb
+from kvasir_tf.data.imageio import IMAGE_EXTENSIONS, MIN_IMAGE_SIDE, read_rgb
 from kvasir_tf.data.fov import fov_mask
 from kvasir_tf.errors import DataError, KvasirError, cli
 
@@ -233,8 +233,8 @@ def build_patch_dataset(seg_dir, out_dir, patch_size: int = DEFAULT_PATCH_SIZE,
 def _check_patch_args(patch_size, patches_per_image, polyp_min_fraction, scales) -> None:
     if not 0 < polyp_min_fraction <= 1:
         raise KvasirError(f"polyp_min_fraction must be in (0, 1], got {polyp_min_fraction}")
-    if patch_size < 8 or patches_per_image < 1:
-        raise KvasirError(f"need --patch-size >= 8 and --patches-per-image >= 1 "
+    if patch_size < MIN_IMAGE_SIDE or patches_per_image < 1:  # smaller: discovery would skip them
+        raise KvasirError(f"need --patch-size >= {MIN_IMAGE_SIDE} and --patches-per-image >= 1 "
                           f"(got {patch_size}, {patches_per_image})")
     if not scales or not all(0 < s < 1 for s in scales):
         raise KvasirError(f"crop scales must be fractions in (0, 1), got {scales}")

@@ -39,6 +39,9 @@ SHUFFLE_BUFFER = 10_000            # indices only, so cheap
 
 def _decode_one(path, image_size, mask_overlays):
     img = imageio.read_rgb(path)
+    # Discovery skips these from the header already; this catches TIFFs (size not read from the
+    # header), discover(validate=False) and manifests written before the rule.
+    imageio.check_min_side(path, (img.shape[1], img.shape[0]))
     if mask_overlays:
         img = _mask_overlays(img)
     return imageio.resize(img, image_size)
@@ -71,8 +74,9 @@ def _decode_all(paths, image_size, mask_overlays, progress=False):
         for _ in it:
             pass
     kept = np.flatnonzero(ok)
+    failures.sort()  # threads finish in any order; report (and name) the first file by path
     if failures:
-        log.warning("dropped %d of %d image(s) that failed to decode, e.g. %s",
+        log.warning("dropped %d of %d image(s) that failed to decode or are too small, e.g. %s",
                     len(failures), len(paths), failures[0][1])
     images = out if len(kept) == len(paths) else out[kept]
     return images, kept, failures
