@@ -73,6 +73,30 @@ def test_manifest_on_another_machine(index, tmp_path):
     assert all(p.is_file() for p in back.paths("test"))
 
 
+def test_manifest_with_deleted_image(index, tmp_path):
+    """Images deleted after training: a one-line error naming the file, whichever step finds it."""
+    from kvasir_tf.data.pipeline import load_images
+    sp = stratified_split(index, seed=0)
+    path = save_manifest(sp, tmp_path / "run")
+    gone = sp.paths("test")[1]
+    gone.unlink()
+    with pytest.raises(DataError) as err:
+        load_manifest(path)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{path}: 1 of 60 images listed are missing")
+    assert f"(e.g. {gone})" in msg and "deleted or renamed since the split was made" in msg
+    with pytest.raises(DataError, match="check that --data-dir points at the same dataset"):
+        load_manifest(path, data_dir=index.root)
+    # Deleted after the manifest was read (e.g. during a long evaluation): the decode names it.
+    later = sp.paths("test")[0]
+    later.unlink()
+    with pytest.raises(DataError) as err:
+        load_images(sp.paths("test"), 16)
+    msg = str(err.value)
+    assert "\n" not in msg and msg.startswith(f"{later}: file not found (deleted or moved")  # first by path
+    assert "(2 of 6 files failed)" in msg
+
+
 def test_manifest_errors(tmp_path):
     with pytest.raises(DataError, match="no split manifest at"):
         load_manifest(tmp_path)

@@ -310,8 +310,13 @@ def load_manifest(run_dir_or_file, data_dir=None) -> Split:
     all_items = parts["train"] + parts["val"] + parts["test"]
     missing = [rel for rel, _ in all_items if not (root / rel).is_file()]
     if missing:
-        hint = ("check that --data-dir points at the same dataset" if data_dir is not None
-                else "the dataset moved? pass its new location as data_dir (--data-dir)")
+        if data_dir is not None:
+            hint = "check that --data-dir points at the same dataset"
+        elif len(missing) < len(all_items):
+            hint = ("deleted or renamed since the split was made? restore them, or make a new split "
+                    "(re-run training or `kvasir-data split`)")
+        else:
+            hint = "the dataset moved? pass its new location as data_dir (--data-dir)"
         raise DataError(f"{path}: {len(missing)} of {len(all_items)} images listed are missing under "
                         f"{root} (e.g. {root / missing[0]}); {hint}")
     return Split(root=root, class_names=class_names, seed=int(doc.get("seed", 0)),
