@@ -1,7 +1,6 @@
-#!/usr/bin/env python3
 """Copy an int8 model, its JSON sidecar and labels.txt into the Android app's assets, checked.
 
-    tools/android_assets.py RUN_DIR | EXPORT_DIR | MODEL.tflite [ASSETS_DIR] [--test-image IMG]
+    kvasir-android-assets RUN_DIR | EXPORT_DIR | MODEL.tflite [ASSETS_DIR] [--test-image IMG]
 
 The source is a training run (its ``export/`` folder is used), an ``export/`` folder, or one
 ``.tflite``. The model must be the full-integer one (``tools/convert.py RUN --int8``); its
@@ -18,13 +17,11 @@ import shutil
 import sys
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from kvasir_tf import artifact
+from kvasir_tf.device_preprocessing import input_map
+from kvasir_tf.errors import KvasirError, cli
 
-from kvasir_tf import artifact  # noqa: E402
-from kvasir_tf.device_preprocessing import input_map  # noqa: E402
-from kvasir_tf.errors import KvasirError, cli  # noqa: E402
-
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[1]   # the checkout (the package is installed editable)
 DEFAULT_ASSETS = REPO / "mobile" / "android" / "app" / "src" / "main" / "assets"
 MODEL_NAME, SIDECAR_NAME, LABELS_NAME = "model.tflite", "model.json", "labels.txt"
 BENCH_STEM = "bench_image"
@@ -115,7 +112,7 @@ def install_assets(source, assets_dir=DEFAULT_ASSETS, test_image=None) -> dict:
 
 @cli
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(prog="tools/android_assets.py", description=__doc__.split("\n\n")[0])
+    ap = argparse.ArgumentParser(prog="kvasir-android-assets", description=__doc__.split("\n\n")[0])
     ap.add_argument("source", help="runs/NAME, runs/NAME/export or an int8 .tflite")
     ap.add_argument("assets_dir", nargs="?", default=str(DEFAULT_ASSETS),
                     help="the app's assets folder (default mobile/android/app/src/main/assets)")

@@ -1,5 +1,4 @@
-"""tools/android_assets.py: model + sidecar + labels into the app's assets, refused unless consistent."""
-import importlib.util
+"""kvasir-android-assets: model + sidecar + labels into the app's assets, refused unless consistent."""
 import json
 import shutil
 from pathlib import Path
@@ -13,10 +12,8 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 def tool():
-    spec = importlib.util.spec_from_file_location("kvasir_tools_android_assets", REPO / "tools" / "android_assets.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from kvasir_tf import android_assets
+    return android_assets
 
 
 @pytest.fixture

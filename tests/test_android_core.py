@@ -2,12 +2,10 @@
 
 Golden vectors come from the Python reference (kvasir_tf.golden over kvasir_tf.device_preprocessing)
 and real Kvasir images; the int8 output tensors from a tiny model kvasir_tf converted; the model files
-reach the Kotlin tests through tools/android_assets.py. The JVM tests write reports (which cases
+reach the Kotlin tests through kvasir-android-assets. The JVM tests write reports (which cases
 they compared, the benchmark log their formatter produced) that the tests here check in Python.
 The toolchain comes from tools/toolchains/kotlin.sh (npm kotlin-compiler, Debian junit4).
 """
-import importlib.util
-import os
 import re
 import shutil
 import subprocess
@@ -27,10 +25,8 @@ TIE_OUTPUTS = ([5, 9, 9, 1], [-128, -128, -128, -128], [0, 3, -1, 3], [1, 2, 3, 
 
 
 def load_assets_tool():
-    spec = importlib.util.spec_from_file_location("kvasir_tools_android_assets", REPO / "tools" / "android_assets.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    from kvasir_tf import android_assets
+    return android_assets
 
 
 def find_kotlin():

@@ -42,7 +42,7 @@ def test_batched_equals_one_by_one():
     x = _images("train")[:7]
     p = E.Predictor(F.converted("int8"))
     batched = p.predict(x, batch_size=4)      # 4 + 3 (padded) images
-    assert p._batch == 4
+    assert p.impl.batch == 4
     single = np.concatenate([p.predict(im[None], batch_size=1) for im in x])
     assert np.array_equal(batched, single)
 
