@@ -52,10 +52,14 @@ def check_int8(sidecar: dict, path) -> tuple:
 
 
 def _fold_check(original: bytes, folded: bytes, inputs: np.ndarray) -> dict:
-    """Outputs of the folded vs the unfolded graph (LiteRT reference kernels) in int8 steps."""
+    """Folded vs unfolded graph (LiteRT reference kernels) in int8 steps: the first conv's output
+    (the fold itself) and the model's output (after the network amplified the rounding)."""
     a, b = tflm.run_reference(original, inputs), tflm.run_reference(folded, inputs)
     d = np.abs(a.astype(np.int32) - b.astype(np.int32))
-    return {"max_steps": int(d.max()), "mean_steps": float(d.mean()),
+    ca, cb = tflm.first_conv_output(original, inputs[:8]), tflm.first_conv_output(folded, inputs[:8])
+    dc = np.abs(ca.astype(np.int32) - cb.astype(np.int32))
+    return {"first_conv_max_steps": int(dc.max()), "first_conv_changed": float((dc > 0).mean()),
+            "max_steps": int(d.max()), "mean_steps": float(d.mean()),
             "within_one_step": float((d.max(axis=1) <= 1).mean()),
             "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean())}
 
@@ -68,9 +72,12 @@ def _outputs(out_dir: Path) -> list:
 
 
 def export_micro(source, out_dir, board: str = "nano33ble", *, data_dir=None, images=None, labels=None,
-                 force: bool = False, code_bytes: int = 0, per_tensor: bool = False) -> dict:
+                 force: bool = False, code_bytes: int = 0, per_tensor: bool = False,
+                 tflm_tolerance: int = 0) -> dict:
     """Export for ``board``; ``source`` is a run directory or an int8 .tflite with its sidecar
-    (then pass test ``images`` uint8 [N, S, S, 3], optionally ``labels``). Returns the summary."""
+    (then pass test ``images`` uint8 [N, S, S, 3], optionally ``labels``). TFLM must match LiteRT's
+    reference kernels bit for bit unless ``tflm_tolerance`` (int8 steps) says otherwise. Returns the
+    summary."""
     source, out_dir = Path(source), Path(out_dir)
     budgets.board_spec(board)
     existing = [p for p in _outputs(out_dir) if p.exists()]
@@ -103,9 +110,13 @@ def export_micro(source, out_dir, board: str = "nano33ble", *, data_dir=None, im
         unfolded_arena = tflm.smallest_arena(path)["minimum_bytes"] if fold_info["folded"] else arena["minimum_bytes"]
         fold_info["arena_saved_bytes"] = unfolded_arena - arena["minimum_bytes"]
         check = tflm.compare_tflm(folded, inputs, arena["minimum_bytes"])
-        if not check["bit_exact"]:
-            raise KvasirError(f"{source}: TFLite Micro's outputs differ from LiteRT's reference kernels by up to "
-                              f"{check['max_abs_diff']} steps; nothing written (report this model)")
+        if check["max_abs_diff"] > tflm_tolerance:
+            where = check.get("first_mismatch") or {}
+            raise KvasirError(
+                f"{source}: TFLite Micro's outputs differ from LiteRT's reference kernels by up to "
+                f"{check['max_abs_diff']} int8 steps on {check['images_differing']} of {check['images']} test "
+                f"images, first at op {where.get('op_index')} {where.get('op')}; nothing written "
+                f"(--tflm-tolerance {check['max_abs_diff']} accepts it)")
         report = budgets.check_budget(board, model_bytes=len(folded), arena_bytes=arena["arena_bytes"],
                                       frame=frame, code_bytes=code_bytes)
         outputs = check.pop("outputs")

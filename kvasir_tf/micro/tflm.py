@@ -69,7 +69,9 @@ def smallest_arena(model_path, start: int = 4 << 20) -> dict:
     the TFLM recording allocator's total, and the written arena with its margin."""
     res = _probe(model_path, start, allocations=True)
     if not _ok(res):
-        detail = (res.stderr.strip().splitlines() or res.stdout.strip().splitlines() or ["no output"])[-1]
+        detail = (res.stderr.strip().splitlines() or res.stdout.strip().splitlines() or
+                  [f"the interpreter aborted (exit {res.returncode}), e.g. a softmax whose input scale "
+                   "is too small for TFLM's fixed-point parameters (an untrained model)"])[-1]
         raise KvasirError(f"{model_path}: TFLite Micro cannot run this model with a {start >> 20} MiB "
                           f"arena ({detail}); check its ops with kvasir_tf.micro")
     m = re.search(r"Arena allocation total (\d+) bytes", res.stdout + res.stderr)
@@ -116,11 +118,55 @@ def run_reference(content: bytes, inputs: np.ndarray) -> np.ndarray:
     return np.asarray(outs)
 
 
+def first_conv_output(content: bytes, inputs: np.ndarray) -> np.ndarray:
+    """The first CONV_2D's int8 output for each input (LiteRT reference kernels)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    it = Interpreter(model_content=content, experimental_op_resolver_type=OpResolverType.BUILTIN_REF,
+                     experimental_preserve_all_tensors=True)
+    it.allocate_tensors()
+    conv = next(o for o in it._get_ops_details() if o["op_name"] == "CONV_2D")
+    outs = []
+    for x in inputs:
+        it.set_tensor(it.get_input_details()[0]["index"], np.ascontiguousarray(x[None], np.int8))
+        it.invoke()
+        outs.append(it.get_tensor(conv["outputs"][0]).copy())
+    return np.asarray(outs)
+
+
+def _truncated(content: bytes, n_ops: int) -> bytes:
+    """The graph cut after its first ``n_ops`` operators (their last output becomes the output)."""
+    from kvasir_tf.micro import fold
+    model = fold.read_model(content)
+    g = model.subgraphs[0]
+    g.outputs = np.asarray([g.operators[n_ops - 1].outputs[0]], np.int32)
+    fold._remove_ops(g, set(range(n_ops, len(g.operators))))
+    model.signatureDefs = []
+    return fold.write_model(model)
+
+
+def first_mismatch(content: bytes, inputs: np.ndarray, arena: int) -> dict | None:
+    """The first operator whose TFLM output differs from LiteRT's reference kernels on ``inputs``."""
+    from kvasir_tf.micro import fold
+    names = fold.op_names(fold.read_model(content))
+    for n in range(1, len(names) + 1):
+        part = _truncated(content, n)
+        a, b = run_tflm(part, inputs, arena), run_reference(part, inputs)
+        d = np.abs(a.astype(np.int32) - b.astype(np.int32))
+        if d.max():
+            return {"op_index": n - 1, "op": names[n - 1], "max_abs_diff": int(d.max()),
+                    "values_differing": int((d > 0).sum())}
+    return None
+
+
 def compare_tflm(content: bytes, inputs: np.ndarray, arena: int) -> dict:
-    """TFLM vs LiteRT reference kernels on the same int8 inputs: must be identical."""
+    """TFLM vs LiteRT reference kernels on the same int8 inputs (identical when all is well);
+    on a difference, the first operator that differs."""
     micro, ref = run_tflm(content, inputs, arena), run_reference(content, inputs)
     diff = np.abs(micro.astype(np.int32) - ref.astype(np.int32))
-    return {"images": int(len(inputs)), "bit_exact": bool(diff.max() == 0) if len(inputs) else False,
-            "max_abs_diff": int(diff.max()) if len(inputs) else None,
-            "top1_agreement": float((micro.argmax(1) == ref.argmax(1)).mean()) if len(inputs) else None,
-            "outputs": micro}
+    out = {"images": int(len(inputs)), "bit_exact": bool(diff.max() == 0),
+           "max_abs_diff": int(diff.max()), "images_differing": int((diff.max(axis=1) > 0).sum()),
+           "top1_agreement": float((micro.argmax(1) == ref.argmax(1)).mean()), "outputs": micro}
+    if not out["bit_exact"]:
+        bad = np.nonzero(diff.max(axis=1))[0]
+        out["first_mismatch"] = first_mismatch(content, inputs[bad[:4]], max(arena, 1 << 20))
+    return out
