@@ -80,7 +80,7 @@ def test_a_changed_byte_fails(golden_test, shared_data, tmp_path):
 def test_model_top1_and_serial_lines(golden_test, shared_data, tmp_path):
     """A real int8 model's outputs: C++ top-1 = the reference's, and the lines parse."""
     from tests import convert_fixtures as cf
-    from kvasir_tf.convert import make_interpreter
+    from kvasir_tf.runtime import make_interpreter
     tflite = cf.converted("int8")
     interp = make_interpreter(model_path=str(tflite))
     interp.allocate_tensors()

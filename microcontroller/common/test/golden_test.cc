@@ -70,6 +70,21 @@ bool RunCase(const std::string& dir, const std::string& line, int frame_no, bool
     printf("FAIL %s: input differs from the reference at byte %zu\n", name.c_str(), first);
     return false;
   }
+  if (format == kvasir::PixelFormat::kRgb565) {
+    // The same words stored high byte first (esp32-camera, Arduino_OV767X) must give the same input.
+    std::vector<uint8_t> swapped(frame.size());
+    for (size_t i = 0; i + 1 < frame.size(); i += 2) {
+      swapped[i] = frame[i + 1];
+      swapped[i + 1] = frame[i];
+    }
+    std::vector<int8_t> be(input.size());
+    kvasir::PreprocessFrame(swapped.data(), kvasir::PixelFormat::kRgb565Be, height, width, size, scale,
+                            zero_point, be.data());
+    if (be != input) {
+      printf("FAIL %s: the big-endian RGB565 path differs\n", name.c_str());
+      return false;
+    }
+  }
   printf("ok %s input %dx%d %s\n", name.c_str(), width, height, fmt.c_str());
   if (top1 < 0) return true;
   std::vector<uint8_t> output;
