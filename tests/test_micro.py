@@ -269,3 +269,34 @@ def test_cortex_m4_compile_and_size_within_the_nano_budget(exported, tmp_path):
     report = budgets.check_budget("nano33ble", model_bytes=model_bytes, arena_bytes=arena,
                                   frame=budgets.frame_spec("nano33ble", SIZE), code_bytes=code)
     assert all(r["ok"] for r in report["budgets"])
+
+
+class _FakeBoard:
+    """The sketch's serial test mode in Python: reads KIMG + pixels, answers with the firmware's
+    result line for the int8 model's output (TFLM), after some boot chatter."""
+
+    def __init__(self, content, size):
+        self.content, self.size, self.out, self.frame = content, size, [b"booting\r\n"], 0
+
+    def write(self, data):
+        from kvasir_tf.micro import serial_test
+        assert data[:4] == serial_test.MAGIC and len(data) == 4 + self.size * self.size * 3
+        px = np.frombuffer(data[4:], np.uint8).reshape(1, self.size, self.size, 3)
+        y = tflm.run_tflm(self.content, (px.astype(np.int16) - 128).astype(np.int8), 1 << 20)[0]
+        i = int(np.argmax(y))
+        self.out.append(f"KVASIR class={CLASSES[i]} idx={i} conf={(int(y[i]) + 128) / 256:.3f} "
+                        f"latency_us={1000 + self.frame} frame={self.frame}\r\n".encode())
+        self.frame += 1
+
+    def readline(self):
+        return self.out.pop(0) if self.out else b""
+
+
+def test_serial_test_mode_host_side(exported):
+    from kvasir_tf.micro import serial_test
+    out, _, _ = exported
+    x, y = _colour_images(9, 8)
+    board = _FakeBoard((out / "model_micro.tflite").read_bytes(), SIZE)
+    s = serial_test.run_serial_test(board, x, y)
+    assert s["frames"] == 9 and s["malformed"] == 0 and s["latency_median_us"] == 1004
+    assert s["accuracy"] == np.mean(np.asarray(s["predictions"]) == y) and s["accuracy"] > 0.6
