@@ -5,6 +5,7 @@ the same int8 model.
 """
 from __future__ import annotations
 
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
@@ -20,55 +21,74 @@ def _resize_uint8(images: np.ndarray, size: int) -> np.ndarray:
     return np.stack([cv2.resize(im, (size, size), interpolation=cv2.INTER_AREA) for im in images])
 
 
-def calibration_images(representative, image_size: int, num_calibration=None, *,
-                       allow_fewer=False, notes=None) -> np.ndarray:
-    """uint8 [N, S, S, 3] drawn from the training split (a Split, a data dir or an image array).
+@dataclass
+class Calibration:
+    """The calibration images and where they came from (recorded in the model's sidecar)."""
 
-    ``num_calibration=None`` means "up to DEFAULT_NUM_CALIBRATION": fewer is fine and noted.
-    An explicit count that the data cannot meet is an error unless ``allow_fewer``.
-    """
-    notes = notes if notes is not None else []
+    images: np.ndarray
+    provenance: dict = field(default_factory=dict)
+
+
+def _as_split(representative):
+    """A Split from a Split or a manifest (split.json, or a run directory holding one)."""
+    from kvasir_tf.data.split import MANIFEST_NAME, load_manifest
+    if not isinstance(representative, (str, Path)):
+        return representative
+    p = Path(representative)
+    if p.suffix == ".json" or (p / MANIFEST_NAME).is_file():
+        return load_manifest(p)
+    raise KvasirError(f"{p} is a dataset folder without a split manifest: calibration must draw from "
+                      "the training split the model was trained on, or test images could leak in; "
+                      f"pass the run directory, or --manifest RUN/{MANIFEST_NAME}")
+
+
+def _draw(available: int, num_calibration, allow_fewer: bool, where: str, notes: list) -> np.ndarray:
+    """Sorted indices of the seeded draw; fewer than asked is an error only for an explicit count."""
     asked = DEFAULT_NUM_CALIBRATION if num_calibration is None else int(num_calibration)
     if asked < 1:
         raise KvasirError(f"--num-calibration must be >= 1, got {asked}")
-    rng = np.random.default_rng(CALIBRATION_SEED)
-    if isinstance(representative, (str, Path)):
-        from kvasir_tf.data.discovery import discover
-        from kvasir_tf.data.split import load_manifest, stratified_split
-        p = Path(representative)
-        if p.suffix == ".json" or (p / "split.json").is_file():
-            representative = load_manifest(p)
-        else:
-            representative = stratified_split(discover(p), seed=CALIBRATION_SEED)
-    if isinstance(representative, np.ndarray):
-        images = representative
-        if images.ndim != 4 or images.shape[-1] != 3:
-            raise KvasirError(f"representative images must be [N, H, W, 3], got {images.shape}")
-        available, where = len(images), "the given image array"
-    else:  # a Split
-        paths = representative.paths("train")
-        available, where = len(paths), f"the training split of {representative.root}"
-        images = None
     if available == 0:
-        raise DataError(f"no calibration images: {where} is empty; pass --data-dir with a dataset "
-                        "that has training images")
+        raise DataError(f"no calibration images: {where} is empty; pass a run whose training split "
+                        "has images")
     if available < asked:
         if num_calibration is not None and not allow_fewer:
             raise DataError(f"asked for {asked} calibration images but {where} has only {available}; "
                             f"pass --num-calibration {available} (or --allow-fewer)")
         notes.append(f"calibration: {available} images available in {where}, fewer than {asked}; "
                      "using all of them")
-    n = min(asked, available)
-    idx = np.sort(rng.permutation(available)[:n])
-    if images is None:
-        from kvasir_tf.data.pipeline import load_images
-        return load_images([paths[i] for i in idx], image_size)
-    images = images[idx]
-    if images.shape[1:3] != (image_size, image_size):
-        notes.append(f"representative images are {images.shape[2]}x{images.shape[1]} but the model "
-                     f"takes {image_size}x{image_size}: resized")
-        images = _resize_uint8(np.clip(images, 0, 255).astype(np.uint8), image_size)
-    return np.asarray(images)
+    rng = np.random.default_rng(CALIBRATION_SEED)
+    return np.sort(rng.permutation(available)[:min(asked, available)])
+
+
+def calibration_images(representative, image_size: int, num_calibration=None, *,
+                       allow_fewer=False, notes=None, mask_overlays=False) -> Calibration:
+    """uint8 [N, S, S, 3] from a training split (a Split or a manifest) or a given image array.
+
+    ``num_calibration=None`` means "up to DEFAULT_NUM_CALIBRATION": fewer is fine and noted.
+    An explicit count that the data cannot meet is an error unless ``allow_fewer``.
+    ``mask_overlays`` must be the run's own setting (images preprocessed as in training).
+    """
+    notes = notes if notes is not None else []
+    if isinstance(representative, np.ndarray):
+        images = representative
+        if images.ndim != 4 or images.shape[-1] != 3:
+            raise KvasirError(f"representative images must be [N, H, W, 3], got {images.shape}")
+        images = images[_draw(len(images), num_calibration, allow_fewer, "the given image array", notes)]
+        if images.shape[1:3] != (image_size, image_size):
+            notes.append(f"representative images are {images.shape[2]}x{images.shape[1]} but the model "
+                         f"takes {image_size}x{image_size}: resized")
+            images = _resize_uint8(np.clip(images, 0, 255).astype(np.uint8), image_size)
+        return Calibration(np.asarray(images), {"source": "image array", "num_images": int(len(images))})
+    from kvasir_tf.data.pipeline import load_images
+    split = _as_split(representative)
+    train = split.subset("train")
+    idx = _draw(len(train), num_calibration, allow_fewer, f"the training split of {split.root}", notes)
+    rel = [train[i][0] for i in idx]
+    images = load_images([Path(split.root) / r for r in rel], image_size, mask_overlays)
+    return Calibration(images, {"source": "split manifest", "subset": "train", "root": str(split.root),
+                                "split_seed": int(split.seed), "draw_seed": CALIBRATION_SEED,
+                                "mask_overlays": bool(mask_overlays), "num_images": len(rel),
+                                "images": rel})
 
 
 def representative_dataset(images: np.ndarray):

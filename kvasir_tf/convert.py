@@ -26,9 +26,10 @@ import numpy as np
 
 import kvasir_tf
 from kvasir_tf import artifact, rundir, runtime
-from kvasir_tf.calibration import (CALIBRATION_SEED, DEFAULT_NUM_CALIBRATION, calibration_images,
+from kvasir_tf.calibration import (DEFAULT_NUM_CALIBRATION, calibration_images,
                                    representative_dataset)
 from kvasir_tf.errors import KvasirError, cli, first_line
+from kvasir_tf.model_io import TRUST_FLAG
 
 
 @dataclass(frozen=True)
@@ -235,36 +236,40 @@ def _class_names(src, num_classes, class_names, representative, data_dir, notes)
     return list(names)
 
 
-def _load(source, out_path, data_dir) -> rundir.Source:
+def _load(source, out_path, data_dir, trust_model=False) -> rundir.Source:
     if hasattr(source, "predict") and hasattr(source, "inputs"):
         if out_path is None:
             raise KvasirError("out_path is required when converting an in-memory model")
         return rundir.Source(source, Path(getattr(source, "name", "model")), "keras")
-    return rundir.load_source(source, data_dir=data_dir)
+    return rundir.load_source(source, data_dir=data_dir, trust_model=trust_model)
 
 
 def _flatbuffer(model, mode, *, qat, per_tensor, rep_source, calibrate, notes):
-    """(TFLite bytes, calibration images or None): a QAT model tries its learned ranges alone first."""
+    """(TFLite bytes, Calibration or None): a QAT model tries its learned ranges alone first."""
     if mode.integer and qat:
         try:
             return _convert(_converter(model, mode, None, qat=True)), None
         except KvasirError as exc:
             if rep_source is None:
                 raise KvasirError(f"{exc}; the QAT model has ops without learned ranges, pass "
-                                  "--data-dir so they can be calibrated") from None
+                                  "--manifest RUN/split.json so they can be calibrated") from None
             notes.append("QAT ranges did not cover every op; converted again with calibration data "
                          "for the uncovered ops (learned ranges still apply)")
-    rep_images = calibrate() if mode.integer else None
-    return _convert(_converter(model, mode, rep_images, qat=qat, per_tensor=per_tensor)), rep_images
+    cal = calibrate() if mode.integer else None
+    images = None if cal is None else cal.images
+    return _convert(_converter(model, mode, images, qat=qat, per_tensor=per_tensor)), cal
 
 
 def convert(source, out_path=None, mode="int8", *, representative=None, num_calibration=None,
             allow_fewer=False, force=False, c_array=False, debug_report=False, class_names=None,
-            data_dir=None, per_tensor=False, verbose=True) -> ConversionResult:
+            data_dir=None, manifest=None, per_tensor=False, trust_model=False,
+            verbose=True) -> ConversionResult:
     """Convert ``source`` (run dir, Keras file or a loaded tf.keras.Model) and verify the result.
 
-    representative: a Split, a data dir / manifest path, or uint8 images [N, H, W, 3]; default
-    is the run's training split. Needed for int8 of a float model; optional for QAT.
+    representative: a Split, a manifest (split.json or its run directory), or uint8 images
+    [N, H, W, 3]; default: ``manifest``, else the run's own split. Never a bare dataset folder,
+    which would be split anew and could put test images into calibration. Needed for int8 of a
+    float model; optional for QAT (only ops without learned ranges use it).
     per_tensor: PTQ int8 with one weight scale per tensor instead of per output channel
     (smaller file: per-channel scales/zero points cost 12 bytes per channel; less accurate).
     """
@@ -272,11 +277,15 @@ def convert(source, out_path=None, mode="int8", *, representative=None, num_cali
     from kvasir_tf.qat import is_qat_model
     mode = get_mode(mode)
     notes = []
-    src = _load(source, out_path, data_dir)
+    src = _load(source, out_path, data_dir, trust_model)
     model = src.model
     image_size = image_size_of(model)
     num_classes = int(model.outputs[0].shape[-1])
-    names = _class_names(src, num_classes, class_names, representative, data_dir, notes)
+    if manifest is not None:
+        from kvasir_tf.data.split import load_manifest
+        manifest = load_manifest(manifest, data_dir=data_dir)
+    names = _class_names(src, num_classes, class_names,
+                         manifest if representative is None else representative, data_dir, notes)
     cfg_size = src.config.get("image_size")
     if cfg_size and int(cfg_size) != image_size:
         notes.append(f"run config says image_size {cfg_size} but the model takes {image_size}: "
@@ -291,26 +300,26 @@ def convert(source, out_path=None, mode="int8", *, representative=None, num_cali
     if debug_report and (not mode.integer or qat):
         raise KvasirError("--debug-report is for post-training int8 quantization of a float model; "
                           "drop it for QAT models and float/fp16/dynamic conversions")
-    rep_source = representative if representative is not None else (src.split or data_dir)
+    rep_source = next((r for r in (representative, manifest, src.split) if r is not None), None)
 
     def calibrate():
         if rep_source is None:
             raise KvasirError(f"--int8 on the float model {src.path} needs calibration images from "
-                              "its training split; pass --data-dir (or a run directory with split.json)")
-        return calibration_images(rep_source, image_size, num_calibration,
-                                  allow_fewer=allow_fewer, notes=notes)
+                              "its training split; pass --manifest RUN/split.json (or convert the run "
+                              "directory itself)")
+        return calibration_images(rep_source, image_size, num_calibration, allow_fewer=allow_fewer,
+                                  notes=notes, mask_overlays=bool(src.config.get("mask_overlays")))
 
-    content, rep_images = _flatbuffer(model, mode, qat=qat, per_tensor=per_tensor, rep_source=rep_source,
+    content, cal = _flatbuffer(model, mode, qat=qat, per_tensor=per_tensor, rep_source=rep_source,
                                       calibrate=calibrate, notes=notes)
     info = verify(content, mode, image_size, num_classes)
     meta = out.write(content, info, dict(
         mode=mode.name, image_size=image_size, class_names=names, source=src.path,
         source_kind=src.kind, quantization="qat" if (mode.integer and qat) else mode.quantization,
-        calibration=None if rep_images is None else
-        {"num_images": int(len(rep_images)), "subset": "train", "seed": CALIBRATION_SEED},
+        calibration=None if cal is None else cal.provenance,
         per_tensor=per_tensor), notes)
     if out.debug_csv is not None:
-        _debug_report(model, rep_images, out.debug_csv)
+        _debug_report(model, cal.images, out.debug_csv)
     result = ConversionResult(out.tflite, out.sidecar, out.labels, mode.name, meta, info["ops"], notes,
                               out.c_files, out.debug_csv)
     if verbose:
@@ -346,7 +355,10 @@ def parser(prog="kvasir-convert") -> argparse.ArgumentParser:
         ap.add_argument(f"--{m.name}", dest="modes", action="append_const", const=m.name, help=m.help)
     ap.add_argument("--out", help="output .tflite path, or an existing folder to write into "
                                   "(default RUN/export/model_MODE.tflite)")
-    ap.add_argument("--data-dir", help="dataset root: calibration images and class names")
+    ap.add_argument("--data-dir", help="dataset root, when it moved since training (relocates the "
+                                       "run's split) or to name the classes of a bare .keras file")
+    ap.add_argument("--manifest", help="split.json whose training images calibrate a bare .keras file "
+                                       "(a run directory uses its own)")
     ap.add_argument("--num-calibration", type=int, default=None,
                     help=f"calibration images for --int8 (default up to {DEFAULT_NUM_CALIBRATION})")
     ap.add_argument("--allow-fewer", action="store_true",
@@ -357,6 +369,8 @@ def parser(prog="kvasir-convert") -> argparse.ArgumentParser:
     ap.add_argument("--per-tensor", action="store_true",
                     help="post-training --int8 with one weight scale per tensor (smaller, less accurate)")
     ap.add_argument("--force", action="store_true", help="overwrite existing output files")
+    ap.add_argument(TRUST_FLAG, action="store_true",
+                    help="load an .h5 model whose Lambda layers run stored Python code (files you made only)")
     kvasir_tf.add_verbose_flag(ap)
     return ap
 
@@ -377,7 +391,8 @@ def main(argv=None, prog="kvasir-convert") -> int:
         print(f"note: --c-array with --{mode}: TFLite Micro runs int8 models best", file=sys.stderr)
     convert(args.source, args.out, mode, num_calibration=args.num_calibration,
             allow_fewer=args.allow_fewer, force=args.force, c_array=args.c_array,
-            debug_report=args.debug_report, data_dir=args.data_dir, per_tensor=args.per_tensor)
+            debug_report=args.debug_report, data_dir=args.data_dir, manifest=args.manifest,
+            per_tensor=args.per_tensor, trust_model=args.trust_model)
     return 0
 
 

@@ -35,9 +35,9 @@ CM_PNG_NAME = "confusion_matrix.png"
 class KerasModel:
     """A Keras model (run directory or .keras file) with the same ``predict`` as a TFLiteModel."""
 
-    def __init__(self, path):
+    def __init__(self, path, trust_model=False):
         from kvasir_tf.model_io import image_size_of
-        src = rundir.load_source(path)
+        src = rundir.load_source(path, trust_model=trust_model)
         self.path, self.model, self.class_names = Path(path), src.model, src.class_names
         self.image_size = image_size_of(self.model)
         self.num_classes = int(self.model.outputs[0].shape[-1])
@@ -53,7 +53,7 @@ class KerasModel:
 class Predictor:
     """One loaded artifact (Keras or TFLite, told apart by content) mapping uint8 pixels to probabilities."""
 
-    def __init__(self, model_path, num_threads=None):
+    def __init__(self, model_path, num_threads=None, trust_model=False):
         self.path = Path(model_path)
         if not self.path.exists():
             raise KvasirError(f"model {self.path} not found; pass a .tflite written by "
@@ -63,7 +63,7 @@ class Predictor:
             src = Path(self.impl.sidecar["source"]) if self.impl.sidecar else None
             self.run_dir = rundir.run_dir_of(src) if src is not None and src.exists() else None
         else:
-            self.kind, self.impl = "keras", KerasModel(self.path)
+            self.kind, self.impl = "keras", KerasModel(self.path, trust_model)
             self.run_dir = rundir.run_dir_of(self.path)
         self.sidecar, self.class_names = self.impl.sidecar, self.impl.class_names
         self.image_size, self.num_classes = self.impl.image_size, self.impl.num_classes
@@ -155,6 +155,8 @@ def _parser():
                     help="only measure host latency of a .tflite (no data needed)")
     ap.add_argument("--threads", type=int, default=1, help="--latency: interpreter threads")
     ap.add_argument("--runs", type=int, default=DEFAULT_LATENCY_RUNS, help="--latency: timed invokes")
+    ap.add_argument("--trust-model", action="store_true",
+                    help="load an .h5 model whose Lambda layers run stored Python code (files you made only)")
     kvasir_tf.add_verbose_flag(ap)
     return ap
 
@@ -171,7 +173,7 @@ def main(argv=None) -> int:
         print(f"{args.model}: median {r['median_ms']:.2f} ms, p90 {r['p90_ms']:.2f} ms "
               f"({r['runs']} runs, {r['threads']} thread(s), {r['runtime']})")
         return 0
-    p = Predictor(args.model)
+    p = Predictor(args.model, trust_model=args.trust_model)
     manifest = args.manifest or args.run or p.run_dir
     if manifest is None:
         raise KvasirError(f"cannot tell which split {args.model} belongs to; pass --run runs/NAME "

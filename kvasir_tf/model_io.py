@@ -2,6 +2,10 @@
 
 Loading checks what the file is before Keras sees it, so a wrong file gets a one-line error
 naming it (a .tflite, a zip that is not a model, a model built from layers we do not know).
+Model files may come from elsewhere, and a Keras ``Lambda`` layer stores Python bytecode that
+loading runs: ``.keras`` files load with ``safe_mode=True`` (Keras refuses the bytecode), and an
+``.h5`` file, whose legacy loader has no such guard, is refused when it holds a Lambda layer
+unless the caller trusts it (``--trust-model``).
 """
 from __future__ import annotations
 
@@ -32,22 +36,59 @@ def save_model(model: tf.keras.Model, path) -> Path:
     return path
 
 
-def load_model(path, compile: bool = False) -> tf.keras.Model:
-    """Load any model saved by :func:`save_model` (QAT wrappers need TF-MOT's quantize_scope)."""
+TRUST_FLAG = "--trust-model"
+
+
+def h5_lambda_layers(path) -> list:
+    """Names of the Lambda layers in an .h5 model's stored config (no code is run to find them)."""
+    import h5py
+    try:
+        with h5py.File(path, "r") as f:
+            raw = f.attrs.get("model_config")
+    except OSError:
+        return []
+    if raw is None:
+        return []
+    config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
+    found = []
+
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get("class_name") == "Lambda":
+                found.append((node.get("config") or {}).get("name", "?"))
+            for v in node.values():
+                walk(v)
+        elif isinstance(node, list):
+            for v in node:
+                walk(v)
+    walk(config)
+    return found
+
+
+def load_model(path, compile: bool = False, *, trust_model: bool = False) -> tf.keras.Model:
+    """Load any model saved by :func:`save_model` (QAT wrappers need TF-MOT's quantize_scope).
+
+    ``trust_model``: allow stored Python code (Lambda layers) to run; only for files you made."""
     path = Path(path)
     if not path.exists():
         raise KvasirError(f"model file {path} not found: pass a .keras file written by training "
                           f"(runs/NAME/checkpoints/best.keras)")
+    if not trust_model and path.suffix != ".keras" and file_head(path).startswith(HDF5_MAGIC):
+        lambdas = h5_lambda_layers(path)
+        if lambdas:
+            raise KvasirError(f"{path} holds Lambda layer(s) {', '.join(lambdas)} whose stored Python "
+                              f"code would run on loading; pass {TRUST_FLAG} only if you made this file")
     try:
         with tfmot.quantization.keras.quantize_scope(custom_objects()):
             return tf.keras.models.load_model(str(path), custom_objects=custom_objects(),
-                                              compile=compile)
+                                              compile=compile, safe_mode=not trust_model)
     except (OSError, ValueError, TypeError, KeyError) as exc:
-        raise KvasirError(f"cannot load model {path}: {first_line(exc)}; "
-                          f"re-export it with kvasir_tf.model_io.save_model") from None
+        hint = (f"if it holds a Lambda layer you made, pass {TRUST_FLAG}" if "safe_mode" in str(exc)
+                else "re-export it with kvasir_tf.model_io.save_model")
+        raise KvasirError(f"cannot load model {path}: {first_line(exc)}; {hint}") from None
 
 
-def load_keras_file(path) -> tf.keras.Model:
+def load_keras_file(path, *, trust_model: bool = False) -> tf.keras.Model:
     """A model file from anywhere, with a clear error for every kind of wrong file."""
     path = Path(path)
     if not path.is_file():
@@ -65,7 +106,7 @@ def load_keras_file(path) -> tf.keras.Model:
         raise KvasirError(f"{path} is a zip file but not a Keras model (no config.json inside); "
                           "pass runs/NAME/checkpoints/best.keras")
     try:
-        return load_model(path)
+        return load_model(path, trust_model=trust_model)
     except KvasirError:
         unknown = unknown_classes(path) if is_zip else []
         if unknown:

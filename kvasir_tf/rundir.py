@@ -9,6 +9,7 @@
       checkpoints/resume/      tf.train.Checkpoint of model + optimizer + epoch (--resume)
       checkpoints/state.json   completed epochs, best epoch and value
       history.csv, tb/         per-epoch logs
+      alphas.csv, alphas.png   PACT runs: every layer's alpha per epoch (epoch 0 = its start)
       test_metrics.json, confusion_matrix.png   the best model on the test split
       export/                  converted artifacts (tools/convert.py)
 
@@ -35,6 +36,9 @@ HISTORY = "history.csv"
 TENSORBOARD = "tb"
 TEST_METRICS = "test_metrics.json"
 CONFUSION_PNG = "confusion_matrix.png"
+ALPHAS_CSV = "alphas.csv"        # PACT alpha of every layer per epoch (callbacks.AlphaLog)
+ALPHAS_PNG = "alphas.png"
+ALPHA_TB = "alpha"               # TensorBoard scalars alpha/<layer> under tb/alpha
 EXPORT_DIR = "export"
 CHECKPOINTS = {"best": BEST, "last": LAST}
 
@@ -143,7 +147,7 @@ class Source:
     config: dict = field(default_factory=dict)
 
 
-def load_source(source, data_dir=None) -> Source:
+def load_source(source, data_dir=None, *, trust_model: bool = False) -> Source:
     """A run directory, or a Keras file (with its run's config and split when it sits in one)."""
     from kvasir_tf.data.split import load_manifest
     from kvasir_tf.model_io import load_keras_file
@@ -157,7 +161,7 @@ def load_source(source, data_dir=None) -> Source:
         model, config, split = load_run(path, data_dir=data_dir)
         kind = "run"
     else:
-        model, config, split, kind = load_keras_file(path), {}, None, "keras"
+        model, config, split, kind = load_keras_file(path, trust_model=trust_model), {}, None, "keras"
         run = run_dir_of(path)
         if run is not None:
             config = read_config(run)
@@ -190,8 +194,12 @@ def reusable(run_dir, config) -> bool:
     if not is_finished(run_dir):
         return False
     stored = read_config(run_dir)
-    differ = {n: (stored.get(n), getattr(config, n)) for n in _fields(config, (LEARN, SCHEDULE))
-              if stored.get(n) != getattr(config, n)}
+    relu6 = config.spec.activation != "pact"  # then PACT-only fields (absent from older runs) do not count
+    plain = not config.spec.guided  # nor do fields of the saliency-guided step
+    names = [f.name for f in dataclasses.fields(config) if f.name in _fields(config, (LEARN, SCHEDULE))
+             and not (relu6 and f.metadata.get("pact_only"))
+             and not (plain and f.metadata.get("guided_only"))]
+    differ = {n: (stored.get(n), getattr(config, n)) for n in names if stored.get(n) != getattr(config, n)}
     if differ:
         raise KvasirError(f"{run_dir} was trained with other settings {differ}; pass a new --out "
                           "or --retrain")

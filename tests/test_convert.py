@@ -216,12 +216,36 @@ def test_cli_int8_float_model_without_data(tmp_path, capsys):
     path = tmp_path / "alone.keras"
     F.trained_model().save(path)
     rc, err = _cli(capsys, path, "--int8", "--out", tmp_path / "o.tflite")
-    assert rc == 2 and "calibration" in err and "--data-dir" in err
-    assert not (tmp_path / "o.tflite").exists()
-    # with --data-dir it works, and the class names come from the data
+    assert rc == 2 and "calibration" in err and "--manifest" in err
+    # a bare dataset folder would be split anew (test images could leak into calibration): refused
     rc, err = _cli(capsys, path, "--int8", "--out", tmp_path / "o.tflite", "--data-dir", F.dataset_dir())
+    assert rc == 2 and "needs calibration images" in err and "--manifest" in err
+    with pytest.raises(KvasirError, match="without a split manifest"):
+        C.convert(F.trained_model(), tmp_path / "o.tflite", "int8", representative=F.dataset_dir())
+    assert not (tmp_path / "o.tflite").exists()
+    # with the manifest it works, and the class names come from it
+    rc, err = _cli(capsys, path, "--int8", "--out", tmp_path / "o.tflite",
+                   "--manifest", F.run_dir() / "split.json")
     assert rc == 0, err
     assert (tmp_path / "labels.txt").read_text().splitlines() == list(F.CLASSES)
+
+
+def test_calibration_reads_exactly_the_manifests_training_images(tmp_path, capsys):
+    """A split with seed 3: calibration draws only its train images, never a test image."""
+    from kvasir_tf.data.discovery import discover
+    from kvasir_tf.data.split import save_manifest, stratified_split
+    split = stratified_split(discover(F.dataset_dir()), seed=3)
+    manifest = save_manifest(split, tmp_path / "split.json")
+    path = tmp_path / "alone.keras"
+    F.trained_model().save(path)
+    rc, err = _cli(capsys, path, "--int8", "--out", tmp_path / "c.tflite", "--manifest", manifest)
+    assert rc == 0, err
+    cal = json.loads((tmp_path / "c.json").read_text())["calibration"]
+    train = {rel for rel, _ in split.train}
+    assert cal["split_seed"] == 3 and cal["subset"] == "train"
+    assert len(cal["images"]) == cal["num_images"] == len(train)   # fewer than the default 300: all
+    assert set(cal["images"]) == train
+    assert not set(cal["images"]) & {rel for rel, _ in split.test}
 
 
 def test_cli_fewer_calibration_images_than_asked(tmp_path, capsys):
@@ -283,6 +307,44 @@ def test_tools_convert_is_the_same_command(tmp_path):
                          capture_output=True, text=True, timeout=300)
     assert out.returncode == 2 and out.stderr.startswith("error: ") and "not found" in out.stderr
     assert "I0000" not in out.stderr and "oneDNN" not in out.stderr   # TensorFlow's banners stay hidden
+
+
+@pytest.mark.parametrize("suffix", [".h5", ".keras"])
+def test_model_with_code_is_refused_unless_trusted(tmp_path, capsys, suffix):
+    """A Lambda layer's stored bytecode would write a file on loading: nothing runs, the error names the flag."""
+    import tensorflow as tf
+    marker = tmp_path / "pwned.txt"
+    fn = eval(f"lambda x: (__import__('pathlib').Path({str(marker)!r}).write_text('x'), x)[1]")
+    inp = tf.keras.Input((F.SIZE, F.SIZE, 3))
+    out = tf.keras.layers.Dense(len(F.CLASSES), activation="softmax")(
+        tf.keras.layers.GlobalAveragePooling2D()(tf.keras.layers.Lambda(fn)(inp)))
+    model = tf.keras.Model(inp, out)
+    marker.unlink(missing_ok=True)          # building the model ran the lambda once
+    path = tmp_path / f"crafted{suffix}"
+    model.save(path)
+    marker.unlink(missing_ok=True)
+    rc, err = _cli(capsys, path, "--float", "--out", tmp_path / "x.tflite", "--manifest",
+                   F.run_dir() / "split.json")
+    assert rc == 2 and "--trust-model" in err and len(err.strip().splitlines()) == 1
+    assert not marker.exists() and not (tmp_path / "x.tflite").exists()
+
+
+def test_truncated_tflite_and_corrupt_run_files_are_one_line_errors(tmp_path, capsys):
+    import shutil
+    from kvasir_tf import evaluate as E
+    src = F.converted("int8")
+    bad = tmp_path / "cut.tflite"
+    bad.write_bytes(src.read_bytes()[: len(src.read_bytes()) // 3])   # keeps the TFL3 magic bytes
+    assert E.main([str(bad), "--run", str(F.run_dir())]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and str(bad) in err and len(err.strip().splitlines()) == 1
+    for name in ("split.json", "config.json"):
+        run = tmp_path / f"run_{name}"
+        shutil.copytree(F.run_dir(), run)
+        (run / name).write_text("{ not json")
+        assert C.main([str(run), "--float", "--out", str(tmp_path / f"o_{name}.tflite")]) == 2
+        err = capsys.readouterr().err
+        assert err.startswith("error: ") and name in err and len(err.strip().splitlines()) == 1
 
 
 def test_mobilenetv2_int8_has_no_float_op(tmp_path):
