@@ -300,3 +300,22 @@ def test_serial_test_mode_host_side(exported):
     s = serial_test.run_serial_test(board, x, y)
     assert s["frames"] == 9 and s["malformed"] == 0 and s["latency_median_us"] == 1004
     assert s["accuracy"] == np.mean(np.asarray(s["predictions"]) == y) and s["accuracy"] > 0.6
+
+
+def test_per_tensor_weights_are_smaller_and_close(exported):
+    from kvasir_tf.micro import per_tensor
+    out, _, x = exported
+    content = (out / "model_micro.tflite").read_bytes()
+    small, info = per_tensor.to_per_tensor(content)
+    model = fold.read_model(small)
+    g = model.subgraphs[0]
+    weights = [g.tensors[op.inputs[1]] for name, op in zip(fold.op_names(model), g.operators)
+               if name in per_tensor.WEIGHTED_OPS]
+    assert weights and all(len(t.quantization.scale) == 1 for t in weights)
+    assert info["channels"] == 8 + 8 + 16 and len(content) - len(small) >= 12 * info["channels"]
+    q = (x.astype(np.int16) - 128).astype(np.int8)
+    a, b = tflm.run_reference(content, q), tflm.run_reference(small, q)
+    assert (a.argmax(1) == b.argmax(1)).mean() >= 0.9
+    assert np.abs(a.astype(int) - b.astype(int)).mean() < 8
+    pointwise, info2 = per_tensor.to_per_tensor(content, ("CONV_2D", "FULLY_CONNECTED"))
+    assert info2["channels"] == 8 + 16 and len(small) < len(pointwise) < len(content)

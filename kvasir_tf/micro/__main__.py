@@ -14,7 +14,9 @@ def _parser():
     p.add_argument("--out", required=True, help="folder for the model, C array, model_settings.h, op resolver, reports")
     p.add_argument("--board", choices=list(BOARDS), default="nano33ble")
     p.add_argument("--data-dir", help="the run's dataset, when it moved since training")
-    p.add_argument("--per-tensor", action="store_true", help="per-tensor weights (smaller file and arena)")
+    p.add_argument("--per-tensor", choices=["all", "pointwise"], default=None,
+                   help="one weight scale per tensor on every weighted op (all) or all but depthwise "
+                        "convs (pointwise): a smaller file; accuracy is reported both ways")
     p.add_argument("--tflm-tolerance", type=int, default=0, metavar="STEPS",
                    help="accept TFLM outputs this many int8 steps from LiteRT's reference kernels (default 0: bit exact)")
     p.add_argument("--force", action="store_true", help="overwrite an earlier export in --out")
@@ -36,6 +38,11 @@ def main(argv=None) -> int:
               f"arena {f['arena_saved_bytes']} B smaller")
     exact = "bit exact" if c["bit_exact"] else (f"up to {c['max_abs_diff']} steps apart on {c['images_differing']} "
                                                 f"images, first at {c['first_mismatch']['op']}")
+    pt = f.get("per_tensor")
+    if pt:
+        print(f"per-tensor weights ({pt['mode']}, {pt['channels']} channels): {pt['saved_bytes']} B smaller, "
+              f"top-1 agreement with per-channel {pt['top1_agreement']:.3f}"
+              + (f", per-channel accuracy {pt['per_channel_accuracy']:.3f}" if pt["per_channel_accuracy"] is not None else ""))
     print(f"TFLM vs LiteRT reference kernels on {c['images']} test images: {exact}"
           + (f", int8 accuracy {c['int8_accuracy']:.3f}" if "int8_accuracy" in c else ""))
     for r in s["budget"]["budgets"]:

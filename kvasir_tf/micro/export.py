@@ -13,17 +13,17 @@ from kvasir_tf import artifact
 from kvasir_tf import device_preprocessing as dp
 from kvasir_tf.errors import KvasirError
 from kvasir_tf.micro import budgets, codegen, fold, tflm
+from kvasir_tf.micro import per_tensor as per_tensor_lib
 
 MODEL_NAME = "model_micro.tflite"
 MAX_CHECK_IMAGES = 200
 
 
-def _from_run(run_dir: Path, tmp: Path, data_dir=None, per_tensor=False):
-    """int8-convert a run into ``tmp``; returns (tflite path, sidecar, test images, labels)."""
+def _from_run(run_dir: Path, tmp: Path, data_dir=None):
+    """int8-convert a run into ``tmp``; returns (tflite path, sidecar, the run's split)."""
     from kvasir_tf.convert import convert
     from kvasir_tf.data.split import load_manifest
-    result = convert(run_dir, tmp / "model_int8.tflite", "int8", verbose=False, data_dir=data_dir,
-                     per_tensor=per_tensor)
+    result = convert(run_dir, tmp / "model_int8.tflite", "int8", verbose=False, data_dir=data_dir)
     split = load_manifest(run_dir, data_dir)
     return result.tflite_path, result.sidecar, split
 
@@ -71,13 +71,69 @@ def _outputs(out_dir: Path) -> list:
     return [out_dir / n for n in names]
 
 
+PER_TENSOR_CHOICES = {"all": per_tensor_lib.WEIGHTED_OPS, "pointwise": ("CONV_2D", "FULLY_CONNECTED")}
+
+
+def _source(source: Path, tmp: Path, data_dir, images, labels):
+    """(tflite path, sidecar, test images, labels) of a run directory or an int8 .tflite."""
+    if source.is_dir():
+        path, side, split = _from_run(source, tmp, data_dir)
+        if images is None:
+            images, labels = _test_images(split, int(side["image_size"]))
+    elif source.is_file():
+        path, side = _load_tflite(source)
+    else:
+        raise KvasirError(f"{source} is neither a run directory nor a .tflite file")
+    check_int8(side, path)
+    if images is None or len(images) == 0:
+        raise KvasirError(f"{source}: no test images to check the model in TFLite Micro; pass a run "
+                          "directory or images")
+    return path, side, np.asarray(images), labels
+
+
+def _accuracy(outputs, labels):
+    if labels is None or len(labels) != len(outputs):
+        return None
+    return float((np.asarray(outputs).argmax(1) == np.asarray(labels)).mean())
+
+
+def _transform(original: bytes, inputs, labels, per_tensor):
+    """Fold the pixel map, optionally go per-tensor; (model bytes, fold info, per-tensor info)."""
+    folded, fold_info = fold.fold_pixel_map(original)
+    tflm.check_ops(fold.op_names(fold.read_model(folded)))
+    if fold_info["folded"]:
+        fold_info["check"] = _fold_check(original, folded, inputs)
+    if not per_tensor:
+        return folded, fold_info, None
+    if per_tensor not in PER_TENSOR_CHOICES:
+        raise KvasirError(f"per_tensor={per_tensor!r}: use one of {', '.join(PER_TENSOR_CHOICES)}")
+    model, info = per_tensor_lib.to_per_tensor(folded, PER_TENSOR_CHOICES[per_tensor])
+    a, b = tflm.run_reference(folded, inputs), tflm.run_reference(model, inputs)
+    info.update(mode=per_tensor, per_channel_bytes=len(folded), saved_bytes=len(folded) - len(model),
+                top1_agreement=float((a.argmax(1) == b.argmax(1)).mean()),
+                per_channel_accuracy=_accuracy(a, labels))
+    return model, fold_info, info
+
+
+def _tflm_check(model: bytes, inputs, arena: int, tolerance: int, source) -> dict:
+    check = tflm.compare_tflm(model, inputs, arena)
+    if check["max_abs_diff"] > tolerance:
+        where = check.get("first_mismatch") or {}
+        raise KvasirError(
+            f"{source}: TFLite Micro's outputs differ from LiteRT's reference kernels by up to "
+            f"{check['max_abs_diff']} int8 steps on {check['images_differing']} of {check['images']} test "
+            f"images, first at op {where.get('op_index')} {where.get('op')}; nothing written "
+            f"(--tflm-tolerance {check['max_abs_diff']} accepts it)")
+    return check
+
+
 def export_micro(source, out_dir, board: str = "nano33ble", *, data_dir=None, images=None, labels=None,
-                 force: bool = False, code_bytes: int = 0, per_tensor: bool = False,
+                 force: bool = False, code_bytes: int = 0, per_tensor: str | None = None,
                  tflm_tolerance: int = 0) -> dict:
     """Export for ``board``; ``source`` is a run directory or an int8 .tflite with its sidecar
-    (then pass test ``images`` uint8 [N, S, S, 3], optionally ``labels``). TFLM must match LiteRT's
-    reference kernels bit for bit unless ``tflm_tolerance`` (int8 steps) says otherwise. Returns the
-    summary."""
+    (then pass test ``images`` uint8 [N, S, S, 3], optionally ``labels``). ``per_tensor``: None,
+    "all" or "pointwise" (see :mod:`.per_tensor`). TFLM must match LiteRT's reference kernels bit
+    for bit unless ``tflm_tolerance`` (int8 steps) says otherwise. Returns the summary."""
     source, out_dir = Path(source), Path(out_dir)
     budgets.board_spec(board)
     existing = [p for p in _outputs(out_dir) if p.exists()]
@@ -85,44 +141,23 @@ def export_micro(source, out_dir, board: str = "nano33ble", *, data_dir=None, im
         raise KvasirError(f"{existing[0]} exists; pass --force to overwrite the micro export in {out_dir}")
     with tempfile.TemporaryDirectory(prefix="kvasir_micro_") as tmp:
         tmp = Path(tmp)
-        if source.is_dir():
-            path, side, split = _from_run(source, tmp, data_dir, per_tensor)
-            if images is None:
-                images, labels = _test_images(split, int(side["image_size"]))
-        elif source.is_file():
-            path, side = _load_tflite(source)
-        else:
-            raise KvasirError(f"{source} is neither a run directory nor a .tflite file")
-        size, scale, zero_point = check_int8(side, path)
-        if images is None or len(images) == 0:
-            raise KvasirError(f"{source}: no test images to check the model in TFLite Micro; pass a run "
-                              "directory or images")
+        path, side, images, labels = _source(source, tmp, data_dir, images, labels)
+        size, scale, zero_point = dp.input_map(side)
         frame = budgets.frame_spec(board, size)
-        original = path.read_bytes()
-        folded, fold_info = fold.fold_pixel_map(original)
-        ops = fold.op_names(fold.read_model(folded))
-        tflm.check_ops(ops)
-        inputs = dp.quantize(np.asarray(images), scale, zero_point)
-        if fold_info["folded"]:
-            fold_info["check"] = _fold_check(original, folded, inputs)
-        (tmp / MODEL_NAME).write_bytes(folded)
+        inputs = dp.quantize(images, scale, zero_point)
+        model, fold_info, pt_info = _transform(path.read_bytes(), inputs, labels, per_tensor)
+        (tmp / MODEL_NAME).write_bytes(model)
         arena = tflm.smallest_arena(tmp / MODEL_NAME)
-        unfolded_arena = tflm.smallest_arena(path)["minimum_bytes"] if fold_info["folded"] else arena["minimum_bytes"]
-        fold_info["arena_saved_bytes"] = unfolded_arena - arena["minimum_bytes"]
-        check = tflm.compare_tflm(folded, inputs, arena["minimum_bytes"])
-        if check["max_abs_diff"] > tflm_tolerance:
-            where = check.get("first_mismatch") or {}
-            raise KvasirError(
-                f"{source}: TFLite Micro's outputs differ from LiteRT's reference kernels by up to "
-                f"{check['max_abs_diff']} int8 steps on {check['images_differing']} of {check['images']} test "
-                f"images, first at op {where.get('op_index')} {where.get('op')}; nothing written "
-                f"(--tflm-tolerance {check['max_abs_diff']} accepts it)")
-        report = budgets.check_budget(board, model_bytes=len(folded), arena_bytes=arena["arena_bytes"],
+        if fold_info["folded"]:
+            fold_info["arena_saved_bytes"] = tflm.smallest_arena(path)["minimum_bytes"] - arena["minimum_bytes"]
+        check = _tflm_check(model, inputs, arena["minimum_bytes"], tflm_tolerance, source)
+        report = budgets.check_budget(board, model_bytes=len(model), arena_bytes=arena["arena_bytes"],
                                       frame=frame, code_bytes=code_bytes)
-        outputs = check.pop("outputs")
-        if labels is not None and len(labels) == len(outputs):
-            check["int8_accuracy"] = float((outputs.argmax(1) == np.asarray(labels)).mean())
-        return _write(out_dir, folded, side, ops, fold_info, arena, check, report, frame)
+        accuracy = _accuracy(check.pop("outputs"), labels)
+        if accuracy is not None:
+            check["int8_accuracy"] = accuracy
+        ops = fold.op_names(fold.read_model(model))
+        return _write(out_dir, model, side, ops, dict(fold_info, per_tensor=pt_info), arena, check, report, frame)
 
 
 def _write(out_dir, folded, side, ops, fold_info, arena, check, report, frame) -> dict:
