@@ -14,6 +14,7 @@ def _parser():
     p.add_argument("--out", required=True, help="folder for the model, C array, model_settings.h, op resolver, reports")
     p.add_argument("--board", choices=list(BOARDS), default="nano33ble")
     p.add_argument("--data-dir", help="the run's dataset, when it moved since training")
+    p.add_argument("--run", help="with a .tflite source: the run whose test split checks the model")
     p.add_argument("--per-tensor", choices=["all", "pointwise"], default=None,
                    help="one weight scale per tensor on every weighted op (all) or all but depthwise "
                         "convs (pointwise): a smaller file; accuracy is reported both ways")
@@ -27,7 +28,12 @@ def _parser():
 def main(argv=None) -> int:
     args = _parser().parse_args(argv)
     from kvasir_tf.micro.export import export_micro
+    images = labels = None
+    if args.run:
+        from kvasir_tf.micro.export import run_test_images
+        images, labels = run_test_images(args.run, data_dir=args.data_dir)
     s = export_micro(args.source, args.out, args.board, data_dir=args.data_dir, force=args.force,
+                     images=images, labels=labels,
                      per_tensor=args.per_tensor, tflm_tolerance=args.tflm_tolerance)
     a, c, f = s["arena"], s["tflm_check"], s["fold"]
     print(f"model {s['model_bytes']} B, ops {', '.join(s['ops'])}")

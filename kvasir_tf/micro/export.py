@@ -28,10 +28,18 @@ def _from_run(run_dir: Path, tmp: Path, data_dir=None):
     return result.tflite_path, result.sidecar, split
 
 
-def _test_images(split, size):
+def _test_images(split, size, limit=MAX_CHECK_IMAGES):
     from kvasir_tf.data.pipeline import load_images
-    paths, labels = split.paths("test")[:MAX_CHECK_IMAGES], split.labels("test")[:MAX_CHECK_IMAGES]
+    paths, labels = split.paths("test")[:limit], split.labels("test")[:limit]
     return load_images(paths, size), labels
+
+
+def run_test_images(run_dir, limit=MAX_CHECK_IMAGES, data_dir=None):
+    """(uint8 images [N, S, S, 3], labels) of a run's test split, resized as in training."""
+    from kvasir_tf.data.split import load_manifest
+    from kvasir_tf.rundir import read_config
+    size = int(read_config(run_dir)["image_size"])
+    return _test_images(load_manifest(run_dir, data_dir), size, limit)
 
 
 def _load_tflite(path: Path):

@@ -50,16 +50,6 @@ def run_serial_test(conn, images: np.ndarray, labels=None) -> dict:
     return summary
 
 
-def _test_images(run_dir, limit):
-    from kvasir_tf.data.pipeline import load_images
-    from kvasir_tf.data.split import load_manifest
-    from kvasir_tf.rundir import read_config
-    split = load_manifest(run_dir)
-    size = int(read_config(run_dir)["image_size"])
-    paths, labels = split.paths("test")[:limit], split.labels("test")[:limit]
-    return load_images(paths, size), labels
-
-
 @cli
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m kvasir_tf.micro.serial_test", description=__doc__.splitlines()[0])
@@ -72,7 +62,8 @@ def main(argv=None) -> int:
         import serial  # pyserial
     except ImportError:
         raise KvasirError("the serial test needs pyserial: pip install pyserial") from None
-    images, labels = _test_images(args.run, args.limit)
+    from kvasir_tf.micro.export import run_test_images
+    images, labels = run_test_images(args.run, args.limit)
     with serial.Serial(args.port, baudrate=args.baud, timeout=0.5) as conn:
         time.sleep(2.0)                        # the board resets when the port opens
         s = run_serial_test(conn, images, labels)
