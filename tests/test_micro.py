@@ -126,7 +126,7 @@ def test_op_resolver_registers_exactly_the_models_ops(exported):
     model_ops = sorted(set(inspect_tflite((out / "model_micro.tflite").read_bytes())["ops"]))
     text = (out / codegen.RESOLVER_NAME).read_text()
     assert codegen.resolver_ops(text) == model_ops
-    assert f"MicroMutableOpResolver<kNumModelOps>" in text and f"kNumModelOps = {len(model_ops)};" in text
+    assert "MicroMutableOpResolver<kNumModelOps>" in text and f"kNumModelOps = {len(model_ops)};" in text
     # The comparison can fail: one registration fewer is noticed.
     dropped = text.replace("resolver.AddMean()", "resolver_unused()")
     assert codegen.resolver_ops(dropped) != model_ops

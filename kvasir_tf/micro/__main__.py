@@ -41,7 +41,8 @@ def main(argv=None) -> int:
     if f["folded"]:
         print(f"pixel map folded into the first conv: outputs within {f['check']['max_steps']} int8 steps "
               f"(mean {f['check']['mean_steps']:.2f}), top-1 agreement {f['check']['top1_agreement']:.3f}, "
-              f"arena {f['arena_saved_bytes']} B smaller")
+              f"arena {f['arena_saved_bytes']} B smaller, host TFLM {f['check']['host_tflm_ms_per_image']['unfolded']:.1f} -> "
+              f"{f['check']['host_tflm_ms_per_image']['folded']:.1f} ms/image")
     exact = "bit exact" if c["bit_exact"] else (f"up to {c['max_abs_diff']} steps apart on {c['images_differing']} "
                                                 f"images, first at {c['first_mismatch']['op']}")
     pt = f.get("per_tensor")

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import json
 import tempfile
+import time
 from pathlib import Path
 
 import numpy as np
@@ -59,6 +60,16 @@ def check_int8(sidecar: dict, path) -> tuple:
     return dp.input_map(sidecar)
 
 
+def _tflm_ms(content: bytes, inputs) -> float:
+    """Host TFLM (reference kernels) time per image, best of two passes: a relative figure only."""
+    best = float("inf")
+    for _ in range(2):
+        start = time.perf_counter()
+        tflm.run_tflm(content, inputs, 1 << 22)
+        best = min(best, (time.perf_counter() - start) * 1e3 / max(len(inputs), 1))
+    return best
+
+
 def _fold_check(original: bytes, folded: bytes, inputs: np.ndarray) -> dict:
     """Folded vs unfolded graph (LiteRT reference kernels) in int8 steps: the first conv's output
     (the fold itself) and the model's output (after the network amplified the rounding)."""
@@ -67,6 +78,7 @@ def _fold_check(original: bytes, folded: bytes, inputs: np.ndarray) -> dict:
     ca, cb = tflm.first_conv_output(original, inputs[:8]), tflm.first_conv_output(folded, inputs[:8])
     dc = np.abs(ca.astype(np.int32) - cb.astype(np.int32))
     return {"first_conv_max_steps": int(dc.max()), "first_conv_changed": float((dc > 0).mean()),
+            "host_tflm_ms_per_image": {"unfolded": _tflm_ms(original, inputs[:8]), "folded": _tflm_ms(folded, inputs[:8])},
             "max_steps": int(d.max()), "mean_steps": float(d.mean()),
             "within_one_step": float((d.max(axis=1) <= 1).mean()),
             "top1_agreement": float((a.argmax(1) == b.argmax(1)).mean())}
