@@ -209,3 +209,77 @@ def truncate_history(path: Path, start_epoch: int):
     tmp.write_text("".join(keep))
     os.replace(tmp, path)
 
+
+class AlphaLog(tf.keras.callbacks.Callback):
+    """Every PACT layer's alpha per epoch: ``alphas.csv`` (row 0 = the start), TensorBoard
+    scalars ``alpha/<layer>`` under ``tb/alpha`` and the plot ``alphas.png`` (issue 13: a clip
+    level that does not move is visible at a glance)."""
+
+    def __init__(self, run_dir, model, start_epoch=0):
+        super().__init__()
+        from kvasir_tf.alpha_init import alpha_values
+        self.run_dir = Path(run_dir)
+        self.csv = self.run_dir / rundir.ALPHAS_CSV
+        self._values = lambda: alpha_values(model)
+        self.start = int(start_epoch)
+        self.writer = None
+
+    def _write(self, epoch: int):
+        values = self._values()
+        names = list(values)
+        rows = read_alpha_csv(self.csv) if self.csv.is_file() else {}
+        rows = {e: v for e, v in rows.items() if e < epoch}  # a resumed run redoes later epochs
+        rows[epoch] = values
+        lines = ["epoch," + ",".join(names)]
+        lines += [f"{e}," + ",".join(f"{rows[e].get(n, float('nan')):.6g}" for n in names) for e in sorted(rows)]
+        tmp = self.csv.with_name(f".{self.csv.name}.tmp")
+        tmp.write_text("\n".join(lines) + "\n")
+        os.replace(tmp, self.csv)
+        if self.writer is None:
+            self.writer = tf.summary.create_file_writer(str(self.run_dir / rundir.TENSORBOARD / rundir.ALPHA_TB))
+        with self.writer.as_default():
+            for n, v in values.items():
+                tf.summary.scalar(f"alpha/{n}", v, step=epoch)
+        self.writer.flush()
+        plot_alphas(rows, self.run_dir / rundir.ALPHAS_PNG)
+
+    def on_train_begin(self, logs=None):
+        if self.start == 0 and not self.csv.is_file():
+            self._write(0)
+
+    def on_epoch_end(self, epoch, logs=None):
+        self._write(epoch + 1)
+
+
+def read_alpha_csv(path) -> dict:
+    """{epoch: {layer: alpha}} from a run's alphas.csv."""
+    lines = Path(path).read_text().splitlines()
+    names = lines[0].split(",")[1:]
+    out = {}
+    for ln in lines[1:]:
+        parts = ln.split(",")
+        out[int(parts[0])] = {n: float(v) for n, v in zip(names, parts[1:])}
+    return out
+
+
+def plot_alphas(rows: dict, path):
+    """Alpha of every layer against the epoch (one line per layer, coloured by depth)."""
+    import matplotlib
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    epochs = sorted(rows)
+    names = list(rows[epochs[-1]])
+    fig, ax = plt.subplots(figsize=(6, 3.6), dpi=100)
+    cmap = plt.get_cmap("viridis")
+    for i, n in enumerate(names):
+        ax.plot(epochs, [rows[e].get(n, np.nan) for e in epochs], color=cmap(i / max(1, len(names) - 1)),
+                lw=1, marker="." if len(epochs) < 20 else None)
+    ax.set_xlabel("epoch (0 = start)")
+    ax.set_ylabel("PACT alpha")
+    ax.set_title(f"{len(names)} PACT layers (dark = early, light = late)", fontsize=9)
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    tmp = Path(path).with_name(f".{Path(path).name}.tmp.png")
+    fig.savefig(tmp)
+    plt.close(fig)
+    os.replace(tmp, path)

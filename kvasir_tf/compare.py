@@ -340,6 +340,8 @@ def run_comparison(out_dir, base: TrainConfig, *, qat=None, variants=None, recip
                "width multiplier": cfg.get("alpha"), "seed": cfg.get("seed"), "recipe": recipe,
                "test images": next(iter(rows.values()))["n"]}
     files = report.write_reports(rows, out_dir, context=context)
+    from kvasir_tf.alpha_report import write_alpha_report  # the PACT section (issue 13)
+    files["alphas"] = write_alpha_report(out_dir, rows, files.get("markdown"))
     return {"rows": rows, "headline": report.headline(rows), "files": files}
 
 

@@ -47,6 +47,12 @@ MONITORS = {"val_loss": False, "val_accuracy": True, "loss": False, "accuracy": 
 DISTRIBUTE = ("none", "mirrored")
 
 
+# PACT alphas learn at this multiple of --lr unless --alpha-lr is given: Adam moves a scalar by
+# about its rate per step, so at 1x an alpha crosses a unit of range in thousands of steps
+# (issue 13; measured in README, "PACT's clipping levels").
+ALPHA_LR_RATIO = 10.0
+
+
 def _default(fn, name):
     """A keyword default of another module's function, so each constant lives in one place."""
     return inspect.signature(fn).parameters[name].default
@@ -62,8 +68,14 @@ def _model_default(name):
     return _default(build_mobilenetv2, name)
 
 
-def _f(default, role=LEARN):
-    return field(default=default, metadata={"role": role})
+def _alpha_init_default():
+    from kvasir_tf.alpha_init import DEFAULT_PERCENTILE
+    return DEFAULT_PERCENTILE
+
+
+def _f(default, role=LEARN, pact_only=False):
+    """``pact_only``: the field means nothing to a ReLU6 run (rundir's reuse check skips it there)."""
+    return field(default=default, metadata={"role": role, "pact_only": pact_only})
 
 
 @dataclass
@@ -77,18 +89,21 @@ class TrainConfig:
     alpha: float = _f(1.0)                   # MobileNetV2 width multiplier
     last_conv_channels: int | None = _f(None)   # last 1x1 conv width (None: Keras' 1280); micro models
     early_expansion: int | None = _f(None)      # expansion of blocks 1-2 (None: Keras' 6); micro models
-    bits: int = _f(8)                        # PACT activation bits (stock QAT is always 8)
+    bits: int = _f(8, pact_only=True)        # PACT activation bits (stock QAT is always 8)
     epochs: int = _f(50, SCHEDULE)           # paper
     batch_size: int = _f(128)                # paper (global batch under --distribute mirrored)
     lr: float = _f(1e-3, SCHEDULE)           # Adam
-    alpha_lr: float | None = _f(None, SCHEDULE)  # Adam lr of the PACT alphas; None = lr
+    alpha_lr: float | None = _f(None, SCHEDULE, pact_only=True)  # PACT alphas' Adam lr; None = alpha_lr_ratio x lr
+    alpha_lr_ratio: float = _f(ALPHA_LR_RATIO, SCHEDULE, pact_only=True)
     lambda1: float = _f(_sgm_default("lambda1"))
     lambda2: float = _f(_sgm_default("lambda2"))
     mask_fraction: float = _f(_sgm_default("mask_fraction"))
     mask_value: str = _f(_sgm_default("mask_value"))
     saliency_reduce: str = _f(_sgm_default("saliency_reduce"))
-    eta: float = _f(_model_default("pact_eta"))
-    pact_alpha_init: float = _f(_model_default("pact_alpha_init"))
+    eta: float = _f(_model_default("pact_eta"), pact_only=True)
+    pact_alpha_init: float = _f(_model_default("pact_alpha_init"), pact_only=True)
+    # --init-from: PACT alphas start at this percentile of their layer's inputs; 0 = pact_alpha_init
+    alpha_init_percentile: float = _f(_alpha_init_default(), pact_only=True)
     dropout: float = _f(_model_default("dropout"))
     bn_momentum: float | None = _f(None)     # None: the builder's (Keras MobileNetV2: 0.999)
     weights: str = _f("none")                # none | imagenet | path to a weights file
@@ -123,6 +138,10 @@ class TrainConfig:
             (self.batch_size >= 1, f"--batch-size {self.batch_size}: use at least 1"),
             (self.lr > 0 and math.isfinite(self.lr), f"--lr {self.lr}: must be a positive number"),
             (self.alpha_lr is None or self.alpha_lr > 0, f"--alpha-lr {self.alpha_lr}: must be > 0"),
+            (self.alpha_lr_ratio > 0, f"--alpha-lr-ratio {self.alpha_lr_ratio}: must be > 0"),
+            (0 <= self.alpha_init_percentile <= 100,
+             f"--alpha-init-percentile {self.alpha_init_percentile}: use a value in (0, 100], or 0 "
+             "to start every alpha at --pact-alpha-init"),
             (0 < self.mask_fraction < 1, f"--mask-fraction {self.mask_fraction}: use a value in (0, 1)"),
             (self.lambda1 >= 0 and self.lambda2 >= 0, "--lambda1/--lambda2 must be >= 0"),
             (self.eta >= 0, f"--eta {self.eta}: must be >= 0"),
@@ -141,6 +160,11 @@ class TrainConfig:
     @property
     def spec(self) -> ModeSpec:
         return MODES[self.mode]
+
+    @property
+    def alpha_learning_rate(self) -> float:
+        """The PACT alphas' Adam rate: --alpha-lr, else --alpha-lr-ratio x --lr."""
+        return self.alpha_lr if self.alpha_lr else self.alpha_lr_ratio * self.lr
 
 
 # ----------------------------------------------------------------------------- flags
@@ -171,7 +195,9 @@ def add_train_args(p: argparse.ArgumentParser, *, run_flags: bool = True):
     add("--epochs", type=int, help=f"(default {d.epochs})")
     add("--batch-size", type=int, help=f"global batch size (default {d.batch_size})")
     add("--lr", type=float, help=f"Adam learning rate (default {d.lr})")
-    add("--alpha-lr", type=float, help="Adam learning rate of the PACT alphas (default: --lr)")
+    add("--alpha-lr", type=float, help="Adam learning rate of the PACT alphas (default --alpha-lr-ratio x --lr)")
+    add("--alpha-lr-ratio", type=float, help=f"PACT alpha learning rate over --lr when --alpha-lr is not "
+                                             f"given (default {d.alpha_lr_ratio:g})")
     add("--lambda1", type=float, help=f"weight of the KL(clean || masked) term (default {d.lambda1})")
     add("--lambda2", type=float, help=f"weight of the saliency L1 term; > 0 costs a double backprop "
                                       f"(default {d.lambda2})")
@@ -182,6 +208,9 @@ def add_train_args(p: argparse.ArgumentParser, *, run_flags: bool = True):
         help=f"channel reduction of |grad| (default {d.saliency_reduce})")
     add("--dropout", type=float, help=f"(default {d.dropout})")
     add("--pact-alpha-init", type=float, help=f"(default {d.pact_alpha_init})")
+    add("--alpha-init-percentile", type=float,
+        help=f"with --init-from, start each PACT alpha at this percentile of its layer's inputs on "
+             f"training images; 0 = --pact-alpha-init (default {d.alpha_init_percentile})")
     add("--bn-momentum", type=float, help="batch-norm moving-average momentum (default: the "
                                           "model's 0.999; lower it for runs of few steps)")
     add("--weights", help="none, imagenet (needs internet) or a weights file (default none)")

@@ -103,9 +103,22 @@ def build_model(config: TrainConfig, num_classes: int) -> tf.keras.Model:
             raise KvasirError(f"--init-from: only {n} of the {expected} weighted layers of {ckpt} exist "
                               "in this model; the source run must use the same architecture")
         print(f"init-from: copied the weights of {n} layers from {ckpt}")
+        if spec.activation == "pact" and config.alpha_init_percentile and not config.resume:
+            _init_alphas(config, model, source)
     if spec.qat:
         model = qat.apply_qat(model, scheme=spec.qat)
     return model
+
+
+def _init_alphas(config: TrainConfig, model, source):
+    """PACT alphas: each layer's input percentile in the float ``source`` on its training images."""
+    from kvasir_tf import alpha_init
+    split = split_lib.load_manifest(config.init_from, data_dir=config.data_dir)
+    images = alpha_init.training_images(split, config.image_size, mask_overlays=config.mask_overlays)
+    alphas = alpha_init.init_alphas(model, images, config.alpha_init_percentile, source=source)
+    v = np.array(list(alphas.values()))
+    print(f"init-from: PACT alphas = the {config.alpha_init_percentile:g}th percentile of each layer's "
+          f"inputs on {len(images)} training images: {v.min():.2f}..{v.max():.2f} (median {np.median(v):.2f})")
 
 
 class AdamWithAlphaLR(tf.keras.optimizers.Adam):
@@ -132,7 +145,7 @@ def _compile(config: TrainConfig, num_classes: int):
                               mask_fraction=config.mask_fraction, mask_value=config.mask_value,
                               saliency_reduce=config.saliency_reduce)
     alphas = qat.pact_alphas(model)
-    ratio = (config.alpha_lr / config.lr) if config.alpha_lr else 1.0
+    ratio = config.alpha_learning_rate / config.lr
     opt = AdamWithAlphaLR(config.lr, alpha_vars=alphas, alpha_lr_ratio=ratio)
     sgm.compile(optimizer=opt, loss=tf.keras.losses.SparseCategoricalCrossentropy(),
                 metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
@@ -279,6 +292,7 @@ def _fit(config, run_dir, split, sgm, alphas, generators, ckpt, manager, start, 
            tf.keras.callbacks.CSVLogger(str(Path(run_dir) / rundir.HISTORY), append=True),
            tf.keras.callbacks.TensorBoard(str(Path(run_dir) / rundir.TENSORBOARD), write_graph=False,
                                           profile_batch=0),
+           *([cb.AlphaLog(run_dir, sgm.model, start)] if alphas else []),
            *extra, cb.OneEpoch()]
     # Decode once into the .npy cache, so every epoch (and a resumed process) reads the same
     # memory-mapped array in the same order.

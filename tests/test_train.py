@@ -365,7 +365,8 @@ def test_nan_stops_and_keeps_the_last_good_checkpoint(float_run):
 def test_init_from_loads_float_weights_into_the_qat_model(float_run):
     run = float_run[0]
     source = load_model(run / "checkpoints/best.keras")
-    cfg = T.TrainConfig(mode="sgt-pact-qat", image_size=32, alpha=0.35, init_from=str(run), seed=9)
+    cfg = T.TrainConfig(mode="sgt-pact-qat", image_size=32, alpha=0.35, init_from=str(run), seed=9,
+                        alpha_init_percentile=0)  # statistics-based alphas: tests/test_pact_alpha.py
     qat = T.build_model(cfg, len(json.loads((run / "config.json").read_text())["class_names"]))
     assert qat.is_qat_model(qat)
     # QAT wrappers keep the wrapped layer's variable names (Conv1/kernel:0 in quant_Conv1).
