@@ -19,7 +19,11 @@ saliency L1 term -- works, which TF's FakeQuant gradient op does not allow.
 alpha is kept positive by a weight constraint (``MinValue(ALPHA_MIN)``, applied by every Keras
 optimizer after each update; no softplus reparametrisation, so alpha is the clipping level
 itself and its gradient is the paper's). Its L2 penalty ``eta * alpha^2`` is the weight's
-regularizer, which Keras adds to ``layer.losses`` through ``add_loss``.
+regularizer, which Keras adds to ``layer.losses`` through ``add_loss``. Under Adam, eta sets
+where the clipping gradient and the penalty balance, not how fast alpha moves (about its
+learning rate per step), so training gives the alphas their own rate (``TrainConfig.alpha_lr_ratio``)
+and, fine-tuning from a float run, starts them at their layer's activation percentile
+(:mod:`kvasir_tf.alpha_init`) instead of ``alpha_init`` (ReLU6's 6), which clips almost nothing.
 """
 import tensorflow as tf
 
