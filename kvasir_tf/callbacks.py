@@ -51,16 +51,27 @@ def model_rng_generators(root) -> list:
 
 
 class Interrupt:
-    """First Ctrl-C: finish the current batch, save, exit. Second Ctrl-C: abort at once."""
+    """First Ctrl-C: finish the current batch, save, exit. Second Ctrl-C: abort at once.
 
-    def __init__(self):
+    ``synced`` (multi-worker): the Ctrl-C is only ``pending`` here until :class:`StopTogether`
+    has agreed on it with every worker, since all workers must stop after the same batch.
+    """
+
+    def __init__(self, synced=False):
         self.requested = False
+        self.pending = False
+        self.synced = synced
         self.model = None
         self._old = None
 
     def _handler(self, signum, frame):
-        if self.requested:
+        if self.requested or self.pending:
             raise KeyboardInterrupt
+        if self.synced:
+            self.pending = True
+            print("\ninterrupt: stopping every worker after the next batch and saving "
+                  "(Ctrl-C again to abort)", file=sys.stderr, flush=True)
+            return
         self.requested = True
         if self.model is not None:
             self.model.stop_training = True
@@ -75,6 +86,23 @@ class Interrupt:
     def __exit__(self, *exc):
         if self._old is not None:
             signal.signal(signal.SIGINT, self._old)
+
+
+class StopTogether(tf.keras.callbacks.Callback):
+    """Multi-worker: a Ctrl-C on any worker stops all of them after the same batch.
+
+    Every step and every save is a collective, so a worker that stopped alone would leave the
+    others waiting; the pending flag is all-reduced after each batch (``any_worker``).
+    """
+
+    def __init__(self, interrupt, any_worker):
+        super().__init__()
+        self.interrupt, self.any_worker = interrupt, any_worker
+
+    def on_train_batch_end(self, batch, logs=None):
+        if self.any_worker(self.interrupt.pending):
+            self.interrupt.requested = True
+            self.model.stop_training = True
 
 
 class Guard(tf.keras.callbacks.Callback):

@@ -44,7 +44,7 @@ DEMO_DEFAULTS = {"image_size": 64, "alpha": 0.35, "epochs": 30, "batch_size": 32
                  "bn_momentum": 0.9}
 # Monitored value for best.keras -> is a larger value better?
 MONITORS = {"val_loss": False, "val_accuracy": True, "loss": False, "accuracy": True}
-DISTRIBUTE = ("none", "mirrored")
+DISTRIBUTE = ("none", "mirrored", "multiworker")   # kvasir_tf.distribute
 
 
 # PACT alphas learn at this multiple of --lr unless --alpha-lr is given: Adam moves a scalar by
@@ -91,7 +91,7 @@ class TrainConfig:
     early_expansion: int | None = _f(None)      # expansion of blocks 1-2 (None: Keras' 6); micro models
     bits: int = _f(8, pact_only=True)        # PACT activation bits (stock QAT is always 8)
     epochs: int = _f(50, SCHEDULE)           # paper
-    batch_size: int = _f(128)                # paper (global batch under --distribute mirrored)
+    batch_size: int = _f(128)                # paper (global batch: split over all replicas)
     lr: float = _f(1e-3, SCHEDULE)           # Adam
     alpha_lr: float | None = _f(None, SCHEDULE, pact_only=True)  # PACT alphas' Adam lr; None = alpha_lr_ratio x lr
     alpha_lr_ratio: float = _f(ALPHA_LR_RATIO, SCHEDULE, pact_only=True)
@@ -111,7 +111,7 @@ class TrainConfig:
     out: str | None = _f(None, PLACE)
     init_from: str | None = _f(None, ORIGIN)
     resume: bool = _f(False, PLACE)
-    distribute: str = _f("none", PLACE)      # none | mirrored
+    distribute: str = _f("none", PLACE)      # none | mirrored | multiworker
     mask_overlays: bool = _f(False)
     cache_dir: str | None = _f(None, PLACE)
     monitor: str = _f("val_loss")
@@ -221,7 +221,9 @@ def add_train_args(p: argparse.ArgumentParser, *, run_flags: bool = True):
             help="start from the best weights of a float/sgt run (QAT fine-tuning)")
         add("--resume", nargs="?", const=True, default=None, metavar="RUN_DIR",
             help="continue a killed/interrupted run from its last completed epoch")
-    add("--distribute", choices=list(DISTRIBUTE), help="mirrored: all GPUs of this machine (default none)")
+    add("--distribute", choices=list(DISTRIBUTE),
+        help="mirrored: all GPUs of this machine; multiworker: several machines, each started with "
+             "the same command and its own $TF_CONFIG (default none)")
     add("--mask-overlays", action="store_true", default=None, help="black out Kvasir's burnt-in overlays")
     add("--cache-dir", help="keep decoded images here between runs (default: a temporary folder)")
     add("--monitor", choices=list(MONITORS), help=f"value that selects best.keras (default {d.monitor})")

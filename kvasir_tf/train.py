@@ -27,7 +27,7 @@ import numpy as np
 
 import kvasir_tf
 from kvasir_tf import callbacks as cb
-from kvasir_tf import rundir
+from kvasir_tf import distribute, rundir
 from kvasir_tf.config import (DATA_ENV, DEFAULT_DATA_DIR, DEMO_DATA_DIR, MODES, MONITORS,
                               TrainConfig, add_train_args, config_from_args)
 from kvasir_tf.errors import KvasirError, cli
@@ -149,6 +149,9 @@ def _compile(config: TrainConfig, num_classes: int):
     opt = AdamWithAlphaLR(config.lr, alpha_vars=alphas, alpha_lr_ratio=ratio)
     sgm.compile(optimizer=opt, loss=tf.keras.losses.SparseCategoricalCrossentropy(),
                 metrics=[tf.keras.metrics.SparseCategoricalAccuracy(name="accuracy")])
+    # The step's logs are metric results, already synchronised over replicas; Keras' default
+    # ("auto" = "sum" off TPU) would add them up: val_loss x2 on two workers or GPUs.
+    sgm.distribute_reduction_method = "first"
     sgm(tf.zeros([1, config.image_size, config.image_size, 3]))  # build before restore
     opt.build(sgm.trainable_variables)  # slots exist now, so a restore fills them
     return sgm, opt, alphas
@@ -157,8 +160,11 @@ def _compile(config: TrainConfig, num_classes: int):
 
 
 # ----------------------------------------------------------------------------- run setup
-def _prepare_run(config: TrainConfig):
-    """(run_dir, config, split): a new run directory, or the existing one for --resume."""
+def _prepare_run(config: TrainConfig, write_to=None):
+    """(run_dir, config, split): a new run directory, or the existing one for --resume.
+
+    ``write_to``: a non-chief worker's scratch directory, which gets the new run's files instead.
+    """
     if config.resume:
         if not config.out:
             raise KvasirError("--resume needs the run directory: --resume RUN_DIR")
@@ -172,7 +178,9 @@ def _prepare_run(config: TrainConfig):
         return run_dir, config, split
 
     run_dir = Path(config.out) if config.out else Path("runs") / f"{config.mode}-{time.strftime('%Y%m%d-%H%M%S')}"
-    if rundir.config_path(run_dir).exists():
+    if write_to is not None:
+        run_dir = Path(write_to)
+    elif rundir.config_path(run_dir).exists():
         raise KvasirError(f"{run_dir} already holds a run; continue it with --resume {run_dir} "
                           "or pick another --out")
     if config.init_from:
@@ -215,9 +223,9 @@ def _reproducible(config: TrainConfig):
 
 
 def _train_dataset(config, split, epoch, cache_dir):
-    return pipeline.make_dataset(split, "train", config.image_size, config.batch_size, training=True,
-                                 mask_overlays=config.mask_overlays, cache_dir=cache_dir,
-                                 seed=cb.stream_seed(config.seed, epoch, 0))
+    return distribute.shard_by_data(pipeline.make_dataset(
+        split, "train", config.image_size, config.batch_size, training=True,
+        mask_overlays=config.mask_overlays, cache_dir=cache_dir, seed=cb.stream_seed(config.seed, epoch, 0)))
 
 
 def evaluate_best(run_dir, config: TrainConfig, split) -> dict:
@@ -254,40 +262,57 @@ def train(config: TrainConfig, *, callbacks=()) -> Path:
     and TrainingInterrupted (Ctrl-C; resumable). ``callbacks`` are extra Keras callbacks.
     """
     config.validate()
-    run_dir, config, split = _prepare_run(config)
-    num_classes = len(split.class_names)
-    strategy = (tf.distribute.MirroredStrategy() if config.distribute == "mirrored"
-                else tf.distribute.get_strategy())
+    given_out = config.out
+    strategy = distribute.make_strategy(config.distribute)  # first: multiworker needs that
     with contextlib.ExitStack() as stack:
+        # A non-chief worker writes everything into a scratch directory it deletes at the end.
+        scratch = stack.enter_context(distribute.scratch_dir(strategy))
+        run_dir, config, split = _prepare_run(config, write_to=scratch)
+        out_dir = Path(scratch) if scratch else Path(run_dir)
+        num_classes = len(split.class_names)
         stack.enter_context(_reproducible(config))
         cache_dir = config.cache_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="kvasir-train-"))
         with strategy.scope():
             sgm, opt, alphas = _compile(config, num_classes)
             generators = cb.model_rng_generators(sgm)
             ckpt = _checkpoint(sgm, opt, config)
-        manager = tf.train.CheckpointManager(ckpt, str(rundir.resume_dir(run_dir)), max_to_keep=2)
+        manager = tf.train.CheckpointManager(ckpt, str(rundir.resume_dir(out_dir)), max_to_keep=2)
         start = 0
-        if config.resume:
-            ckpt.restore(manager.latest_checkpoint).assert_existing_objects_matched()
+        if config.resume:  # every worker restores from the run directory, as the chief does
+            latest = tf.train.latest_checkpoint(str(rundir.resume_dir(run_dir)))
+            ckpt.restore(latest).assert_existing_objects_matched()
             opt.learning_rate.assign(config.lr)  # --lr may be changed on resume
             start = int(ckpt.epoch.numpy())
-            cb.truncate_history(Path(run_dir) / rundir.HISTORY, start)
+            cb.truncate_history(out_dir / rundir.HISTORY, start)
             print(f"resuming {run_dir} after epoch {start} of {config.epochs}")
         if start < config.epochs:
             print(f"training {config.mode} on {split.root}: {num_classes} classes, "
                   f"{len(split.train)}/{len(split.val)}/{len(split.test)} train/val/test images, "
                   f"{config.image_size}px, alpha {config.alpha}, {config.epochs} epochs -> {run_dir}")
-            _fit(config, run_dir, split, sgm, alphas, generators, ckpt, manager, start,
-                 cache_dir, list(callbacks))
+            try:
+                _fit(config, out_dir, split, sgm, alphas, generators, ckpt, manager, start,
+                     cache_dir, list(callbacks))
+            except (TrainingStopped, TrainingInterrupted) as exc:
+                if scratch is None:
+                    raise
+                raise type(exc)(f"{distribute.worker_name(strategy)} stopped with the others: "
+                                "the chief's message says what to resume") from None
+    if scratch is not None:  # evaluation is not collective: the chief's alone
+        print(f"{distribute.worker_name(strategy)}: done; its scratch copy {scratch} is deleted "
+              "(the chief writes the run directory)")
+        return Path(given_out) if given_out else Path(run_dir)
     evaluate_best(run_dir, config, split)
     return run_dir
 
 
 def _fit(config, run_dir, split, sgm, alphas, generators, ckpt, manager, start, cache_dir, extra):
     guard = cb.Guard(alphas)
-    interrupt = cb.Interrupt()
+    strategy = sgm.distribute_strategy
+    multiworker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+    interrupt = cb.Interrupt(synced=multiworker)
     interrupt.model = sgm
-    cbs = [guard, cb.EpochRNG(generators, config.seed),
+    together = [cb.StopTogether(interrupt, lambda flag: distribute.any_worker(strategy, flag))]
+    cbs = [*(together if multiworker else []), guard, cb.EpochRNG(generators, config.seed),
            cb.EpochCheckpoint(run_dir, ckpt, manager, guard, interrupt, config.monitor, sgm.model),
            tf.keras.callbacks.CSVLogger(str(Path(run_dir) / rundir.HISTORY), append=True),
            tf.keras.callbacks.TensorBoard(str(Path(run_dir) / rundir.TENSORBOARD), write_graph=False,
@@ -299,8 +324,9 @@ def _fit(config, run_dir, split, sgm, alphas, generators, ckpt, manager, start, 
     for subset in ("train", "val"):
         pipeline.build_cache(split.paths(subset), config.image_size, mask_overlays=config.mask_overlays,
                              cache_dir=cache_dir, progress=config.progress == 1)
-    val = pipeline.make_dataset(split, "val", config.image_size, config.batch_size, training=False,
-                                mask_overlays=config.mask_overlays, cache_dir=cache_dir)
+    val = distribute.shard_by_data(pipeline.make_dataset(
+        split, "val", config.image_size, config.batch_size, training=False,
+        mask_overlays=config.mask_overlays, cache_dir=cache_dir))
     with interrupt:
         for epoch in range(start, config.epochs):
             # A fresh dataset per epoch, seeded from (seed, epoch): see kvasir_tf.callbacks.
