@@ -18,7 +18,8 @@ import pytest
 import kvasir_tf  # noqa: F401
 from kvasir_tf import callbacks as CB
 from kvasir_tf import config as C
-from kvasir_tf import qat, rundir
+from kvasir_tf import qat as Q
+from kvasir_tf import rundir
 from kvasir_tf import train as T
 from kvasir_tf.model_io import load_model
 from kvasir_tf.errors import KvasirError
@@ -67,7 +68,7 @@ def test_help_states_each_default_once(capsys):
     with pytest.raises(SystemExit):
         T.parser().parse_args(["--help"])
     out = capsys.readouterr().out
-    assert "(default 224)" in out and "(default: " not in out
+    assert out.count("(default 224)") == 1 and "(default: None)" not in out
 
 
 def test_config_field_roles_decide_resume_and_reuse():
@@ -184,14 +185,14 @@ def test_demo_run_directory_is_complete(demo_run):
 def test_history_logs_every_loss_term(demo_run):
     rows = _history(demo_run)
     cfg = json.loads((demo_run / "config.json").read_text())
-    n_alphas = len(qat.pact_alphas(load_model(demo_run / "checkpoints/last.keras")))
+    n_alphas = len(Q.pact_alphas(load_model(demo_run / "checkpoints/last.keras")))
     assert n_alphas > 10
     assert [int(r["epoch"]) for r in rows] == list(range(EPOCHS))
     for col in ["loss", "ce", "kl", "l1", "masked_fraction", "eps", "mean_alpha", "accuracy",
                 "val_loss", "val_accuracy"]:
         assert col in rows[0], col
     for r in rows:
-        assert abs(float(r["masked_fraction"]) - 0.5) < 0.15   # eps tracks the 50 % target
+        assert abs(float(r["masked_fraction"]) - 0.5) < 0.02   # the 50 % target, to within sampling
         assert float(r["kl"]) >= 0 and float(r["eps"]) > 0
         assert CB.ALPHA_MIN <= float(r["mean_alpha"]) <= 6.0 + 1e-3
         # loss = ce + lambda1 * kl + eta * sum(alpha^2)   (lambda2 = 0, lambda1 = 1)
@@ -286,6 +287,48 @@ def test_resume_after_sigkill_equals_uninterrupted(demo_run, tmp_path):
     assert [r["ce"] for r in _history(run)] == [r["ce"] for r in _history(demo_run)]
 
 
+_DYING_SAVE = r"""
+import os, signal, sys
+from kvasir_tf import callbacks, train
+original, calls = callbacks.save_model, []
+
+def dying_save(model, path):
+    calls.append(path)
+    original(model, path)
+    if len(calls) == 2:   # epoch 2's last.keras is on disk under its temporary name, not yet renamed
+        os.kill(os.getpid(), signal.SIGKILL)
+
+callbacks.save_model = dying_save
+sys.exit(train.main(sys.argv[1:]))
+"""
+
+
+def test_sigkill_while_writing_a_checkpoint_resumes_cleanly(demo_run, tmp_path):
+    data = demo_run.parent / "demo_data"
+    run = tmp_path / "k"
+    proc = subprocess.run([sys.executable, "-c", _DYING_SAVE, "--data-dir", str(data), "--epochs",
+                           str(EPOCHS), *TINY, "--out", str(run)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == -signal.SIGKILL, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert (run / "checkpoints" / ".tmp-last.keras").exists()          # killed mid-write
+    assert rundir.read_state(run)["epochs_completed"] == 1
+    res = subprocess.run([sys.executable, "-m", "kvasir_tf.train", "--resume", str(run)], cwd=tmp_path,
+                         capture_output=True, text=True, timeout=900)
+    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
+    assert "resuming" in res.stdout and "after epoch 1" in res.stdout
+    a = _ckpt_vars(demo_run / "checkpoints" / "resume" / f"ckpt-{EPOCHS}")
+    b = _ckpt_vars(run / "checkpoints" / "resume" / f"ckpt-{EPOCHS}")
+    assert a.keys() == b.keys()
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
+def test_resume_with_a_changed_setting_is_a_one_line_error(demo_run, capsys):
+    assert T.main(["--resume", str(demo_run), "--image-size", "48", "--seed", "4"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: --resume") and "--image-size, --seed" in err and "\n" not in err
+
+
 # ----------------------------------------------------------------------------- Ctrl-C, NaN, init-from
 class _Poison(tf.keras.callbacks.Callback):
     """Makes the model's first kernel NaN at the start of one epoch."""
@@ -346,6 +389,20 @@ def test_ctrl_c_saves_and_exits_cleanly(float_run):
     assert tf.train.load_checkpoint(str(run / "checkpoints/resume/ckpt-1")) is not None
 
 
+def test_ctrl_c_mid_epoch_then_resume_equals_uninterrupted(float_run, tmp_path):
+    """The run interrupted in epoch 2 and resumed holds, after epoch 2, what an uninterrupted run holds."""
+    run, _, _ = float_run
+    data = json.loads((run / "config.json").read_text())["data_dir"]
+    ref = tmp_path / "ref"
+    T.train(cfg_from(["--mode", "float", "--data-dir", data, "--epochs", "2", *TINY,
+                      "--distribute", "mirrored", "--out", str(ref)]))
+    a = _ckpt_vars(ref / "checkpoints" / "resume" / "ckpt-2")
+    b = _ckpt_vars(run / "checkpoints" / "resume" / "ckpt-2")
+    assert a.keys() == b.keys() and len(a) > 100
+    for name in a:
+        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+
+
 def test_nan_stops_and_keeps_the_last_good_checkpoint(float_run):
     run, _, stopped = float_run
     assert stopped is not None, "a NaN loss must stop the run"
@@ -368,7 +425,7 @@ def test_init_from_loads_float_weights_into_the_qat_model(float_run):
     cfg = T.TrainConfig(mode="sgt-pact-qat", image_size=32, alpha=0.35, init_from=str(run), seed=9,
                         alpha_init_percentile=0)  # statistics-based alphas: tests/test_pact_alpha.py
     qat = T.build_model(cfg, len(json.loads((run / "config.json").read_text())["class_names"]))
-    assert qat.is_qat_model(qat)
+    assert Q.is_qat_model(qat)
     # QAT wrappers keep the wrapped layer's variable names (Conv1/kernel:0 in quant_Conv1).
     qvars = {v.name: v for v in qat.weights}
     compared = 0
@@ -376,7 +433,7 @@ def test_init_from_loads_float_weights_into_the_qat_model(float_run):
         np.testing.assert_array_equal(qvars[w.name].numpy(), w.numpy(), err_msg=w.name)
         compared += 1
     assert compared > 100
-    assert all(float(a.numpy()) == cfg.pact_alpha_init for a in qat.pact_alphas(qat))
+    assert all(float(a.numpy()) == cfg.pact_alpha_init for a in Q.pact_alphas(qat))
 
 
 def test_init_from_rejects_a_qat_run(demo_run):
