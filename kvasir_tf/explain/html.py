@@ -1,0 +1,82 @@
+"""One self-contained ``report.html`` per comparison folder: every image inlined as a data: URI, no
+script, no external file, so it opens the same from a mail attachment or a USB stick."""
+from __future__ import annotations
+
+import base64
+import html
+import json
+from pathlib import Path
+
+REPORT_NAME = "report.html"
+STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
+table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
+th{background:#f2f2f2}td:first-child,td:nth-child(2){text-align:left}img{max-width:100%;border:1px solid #ddd;margin:.5em 0}
+.note{color:#555;font-size:13px}"""
+
+
+def data_uri(png_path) -> str:
+    return "data:image/png;base64," + base64.b64encode(Path(png_path).read_bytes()).decode("ascii")
+
+
+def _table(header, rows) -> str:
+    head = "".join(f"<th>{html.escape(str(h))}</th>" for h in header)
+    body = "".join("<tr>" + "".join(f"<td>{html.escape(str(c))}</td>" for c in r) + "</tr>" for r in rows)
+    return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _figure(title, png) -> str:
+    return (f"<figure><figcaption>{html.escape(title)}</figcaption>"
+            f"<img alt=\"{html.escape(title)}\" src=\"{data_uri(png)}\"></figure>")
+
+
+def _comparison_section(folder: Path) -> str:
+    """The accuracy table and plots of kvasir-compare, when they are in the folder."""
+    parts = []
+    doc = folder / "comparison.json"
+    if doc.is_file():
+        try:
+            rows = json.loads(doc.read_text()).get("rows", {})
+        except ValueError:
+            rows = {}
+        if isinstance(rows, dict) and rows:
+            cols = ("accuracy", "macro_sensitivity", "macro_specificity", "size_kb", "latency_1t_ms")
+            parts.append(_table(("model", *cols), [
+                (r.get("label", n), *(f"{r[c]:.3f}" if isinstance(r.get(c), (int, float)) else "" for c in cols))
+                for n, r in rows.items()]))
+    for png in sorted(folder.glob("accuracy_vs_*.png")):
+        parts.append(_figure(png.stem.replace("_", " "), png))
+    return ("<h2>Accuracy</h2>" + "".join(parts)) if parts else ""
+
+
+def write_report(results, figures: dict, out_path, folder=None) -> Path:
+    """``figures``: {title: png path}; ``folder``: the comparison folder for the accuracy part."""
+    from kvasir_tf.explain import summary
+    img = results["images"]
+    parts = [f"<h1>Saliency report</h1><p class=note>{html.escape(str(results['folder']))}: "
+             f"{img['n']} images from {html.escape(img['source'])}, {img['with_masks']} with a lesion mask. "
+             f"{html.escape(' '.join(img.get('notes') or []))} Cells: mean [95 % bootstrap interval].</p>"]
+    if folder is not None:
+        parts.append(_comparison_section(Path(folder)))
+    loc = summary.localisation_rows(results)
+    if loc:
+        parts.append("<h2>Localisation</h2>" + _table(
+            ("model", "method", *(c for _, c in summary.LOC_COLUMNS), "n"),
+            [(n, m, *(v[c] for c, _ in summary.LOC_COLUMNS), cnt) for n, m, v, cnt in loc]))
+    agr = summary.agreement_rows(results)
+    if agr:
+        parts.append("<h2>Agreement</h2>" + _table(
+            ("pair", "models", "method", *(c for _, c in summary.AGREE_COLUMNS), "n"),
+            [(lab, p, m, *(v[c] for c, _ in summary.AGREE_COLUMNS), cnt) for lab, p, m, v, cnt in agr]))
+    fai = summary.faithfulness_rows(results)
+    if fai:
+        parts.append("<h2>Faithfulness</h2>" + _table(
+            ("model", "method", "deletion AUC", "random", "insertion AUC", "random", "n"),
+            [(n, m, v["deletion_auc"], v["deletion_random_auc"], v["insertion_auc"], v["insertion_random_auc"], cnt)
+             for n, m, v, cnt in fai]))
+    if figures:
+        parts.append("<h2>Figures</h2>" + "".join(_figure(t, p) for t, p in figures.items() if p))
+    doc = (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Saliency report</title>"
+           f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
+    out_path = Path(out_path)
+    out_path.write_text(doc, encoding="utf-8")
+    return out_path
