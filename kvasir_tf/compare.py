@@ -4,18 +4,19 @@ Trains (or reuses) one run per training mode, converts each to the artifacts a u
 deploy, evaluates every artifact on the same test images (the first run's split manifest),
 times the .tflite files on this host and writes ``comparison.md``/``.json`` and two plots.
 
-The usual recipe (``recipe="finetune"``): ``float`` and ``sgt`` train from scratch; ``qat`` and
-``pact-qat`` fine-tune from the float run, ``sgt-pact-qat`` from the SGT run (``--init-from``).
-``recipe="scratch"`` trains every mode from scratch.
+Which runs are trained (the finetune and scratch recipes, the equal-budget control rows)
+is :mod:`kvasir_tf.compare_runs`; the intervals and paired tests are :mod:`kvasir_tf.stats`.
+
+``seeds=N`` repeats everything with seeds ``seed .. seed+N-1`` (each its own split and training;
+the first in ``out_dir``, the others in ``out_dir/seed-S``) and reports mean and standard
+deviation per row beside the first seed's tables.
 """
 from __future__ import annotations
 
 import argparse
 import dataclasses
-import shutil
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -25,6 +26,8 @@ import kvasir_tf
 from kvasir_tf import report, rundir
 from kvasir_tf.config import TrainConfig, add_train_args, base_config, given_settings
 from kvasir_tf.errors import KvasirError, cli
+from kvasir_tf.compare_runs import (CONTROL_FROM, CONVERT_COST, MEASURE_COST, RECIPES, Stages,
+                                    budget_note, run_configs, train_cost, train_runs)
 
 
 @dataclass(frozen=True)
@@ -53,13 +56,12 @@ VARIANTS = (
     Variant("pact-qat-int8", "pact-qat", "int8", "PACT-QAT int8"),
     Variant("sgt-pact-qat-keras", "sgt-pact-qat", None, "SGT-PACT-QAT (Keras)"),
     Variant("sgt-pact-qat-int8", "sgt-pact-qat", "int8", "SGT-PACT-QAT int8 (ours)"),
+    Variant("float-ft-keras", "float-ft", None, "float + QAT epochs (Keras, control)"),
+    Variant("sgt-ft-keras", "sgt-ft", None, "SGT + QAT epochs (Keras, control)"),
 )
-TRAIN_ORDER = ("float", "sgt", "qat", "pact-qat", "sgt-pact-qat")
-FINETUNE_FROM = {"qat": "float", "pact-qat": "float", "sgt-pact-qat": "sgt"}
 REFERENCE = "float-keras"            # "agreement" column: % same top-1 as this row
 LATENCY_THREADS = (1, 2)
 LATENCY_RUNS = 50
-RECIPES = ("finetune", "scratch")
 _MEMORY_PROBE = r"""
 import sys
 import numpy as np
@@ -97,108 +99,6 @@ def peak_memory_mb(tflite_path) -> float:
 def _progress(total, desc):
     from tqdm.auto import tqdm
     return tqdm(total=total, desc=desc, unit="step", dynamic_ncols=True)
-
-
-# ----------------------------------------------------------------------------- training
-def run_configs(out_dir, modes, base: TrainConfig, *, qat=None, recipe="finetune") -> dict:
-    """TrainConfig per training mode (in training order): ``base`` with the mode, its run folder
-    and, for QAT runs fine-tuned from a float/SGT run, ``qat`` ({field: value}) on top."""
-    if recipe not in RECIPES:
-        raise KvasirError(f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
-    needed = set(modes)
-    if recipe == "finetune":
-        needed |= {FINETUNE_FROM[m] for m in modes if m in FINETUNE_FROM}
-    configs = {}
-    for mode in (m for m in TRAIN_ORDER if m in needed):
-        run_dir = Path(out_dir) / "runs" / mode
-        cfg = dataclasses.replace(base, mode=mode, out=str(run_dir))
-        if recipe == "finetune" and mode in FINETUNE_FROM:
-            cfg = dataclasses.replace(cfg, init_from=configs[FINETUNE_FROM[mode]].out, **(qat or {}))
-        configs[mode] = cfg
-    return configs
-
-
-# Rough relative cost of one training epoch (a plain float epoch = 1), for the time estimate only:
-# the saliency-guided step runs two forward and two backward passes (tools/benchmark_train.py:
-# SGT-PACT-QAT 2.28x a QAT step at 96 px); QAT adds fake quants.
-GUIDED_COST, QAT_COST = 2.3, 1.4
-CONVERT_COST, MEASURE_COST = 2.0, 1.0   # per artifact, in the same units
-
-
-class Stages:
-    """One progress line per stage, with the time so far and an estimate of what remains.
-
-    Stage costs are relative units; seconds per unit are learned from the stages already done,
-    so the estimate sharpens as the run goes on."""
-
-    def __init__(self, stages):
-        self.names = [n for n, _ in stages]
-        self.costs = [float(c) for _, c in stages]
-        self.t0 = time.monotonic()
-        self.done_cost = self.done_time = 0.0
-        self._started = None
-
-    def start(self, name):
-        i = self.names.index(name)
-        elapsed = time.monotonic() - self.t0
-        left = sum(self.costs[i:])
-        if self.done_cost > 0:
-            eta = f"about {_minutes(left * self.done_time / self.done_cost)} left"
-        else:
-            eta = "estimate after the first stage"
-        print(f"[compare {i + 1}/{len(self.names)}] {name} (elapsed {_minutes(elapsed)}, {eta})", flush=True)
-        self._started = (i, time.monotonic())
-
-    def finish(self):
-        i, t = self._started
-        self.done_cost += self.costs[i]
-        self.done_time += time.monotonic() - t
-
-
-def _minutes(seconds: float) -> str:
-    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
-
-
-def train_cost(config: TrainConfig) -> float:
-    spec = config.spec
-    return config.epochs * (GUIDED_COST if spec.guided else 1.0) * (QAT_COST if spec.qat else 1.0)
-
-
-def train_runs(configs: dict, *, retrain=False, stages=None) -> dict:
-    """Run directory per training mode, training only what is missing or --retrain."""
-    from kvasir_tf import train as train_lib
-    runs = {}
-    for mode, config in configs.items():
-        run_dir = Path(config.out)
-        if stages:
-            stages.start(f"train {mode}")
-        if not retrain and rundir.reusable(run_dir, config):
-            print(f"[compare] reusing {run_dir}")
-        else:
-            if run_dir.exists() and retrain:
-                shutil.rmtree(run_dir)
-            print(f"[compare] training {mode} -> {run_dir}"
-                  + (f" (from {config.init_from})" if config.init_from else ""))
-            train_lib.train(config)
-        if stages:
-            stages.finish()
-        runs[mode] = run_dir
-    _check_same_split(runs)
-    return runs
-
-
-def _check_same_split(runs: dict):
-    """Every model must be judged on the same test images."""
-    from kvasir_tf.data.split import load_manifest
-    ref_mode, ref = None, None
-    for mode, run_dir in runs.items():
-        sp = load_manifest(run_dir)
-        key = (list(sp.class_names), [p for p, _ in sp.test])
-        if ref is None:
-            ref_mode, ref = mode, key
-        elif key != ref:
-            raise KvasirError(f"runs {ref_mode} and {mode} have different test splits; train them with "
-                              "the same data and --seed (or --retrain)")
 
 
 # ----------------------------------------------------------------------------- artifacts
@@ -244,7 +144,7 @@ def measure(variants, paths: dict, split, *, data_dir=None, latency_runs=LATENCY
             row.update(name=v.name, label=v.label, train_mode=v.train_mode,
                        format=v.convert_mode or "keras", path=str(path),
                        size_kb=path.stat().st_size / 1024.0,
-                       predictions=rep["predictions"], per_class=rep["per_class"],
+                       predictions=rep["predictions"], labels=rep["labels"], per_class=rep["per_class"],
                        confusion_matrix=rep["confusion_matrix"])
             if v.convert_mode is not None:
                 for t in threads:
@@ -258,20 +158,45 @@ def measure(variants, paths: dict, split, *, data_dir=None, latency_runs=LATENCY
     finally:
         bar.close()
     _agreement(rows)
+    _intervals(rows, split, data_dir)
     return rows
 
 
 def _agreement(rows: dict):
-    """% same top-1 as the float Keras model, and as the Keras model the artifact came from."""
-    def agree(a, b):
-        return 100.0 * float(np.mean(np.asarray(a) == np.asarray(b)))
+    """% same top-1 as the float Keras model, and as the Keras model the artifact came from,
+    each with its 95 % Wilson interval in ``row["ci"]``."""
+    from kvasir_tf.stats import wilson
+
+    def agree(row, key, other):
+        same = np.asarray(row["predictions"]) == np.asarray(other["predictions"])
+        row[key] = 100.0 * float(np.mean(same))
+        row.setdefault("ci", {})[key] = [100.0 * v for v in wilson(int(same.sum()), same.size)]
     ref = rows.get(REFERENCE)
     for name, row in rows.items():
         if ref is not None:
-            row["agreement"] = agree(row["predictions"], ref["predictions"])
+            agree(row, "agreement", ref)
         src = rows.get(f"{row['train_mode']}-keras")
         if src is not None and row["format"] != "keras":
-            row["agreement_source"] = agree(row["predictions"], src["predictions"])
+            agree(row, "agreement_source", src)
+
+
+def test_groups(split, data_dir=None):
+    """One group id per test image: its source image for a patch dataset, else None (independent)."""
+    from kvasir_tf.data.discovery import read_groups
+    from kvasir_tf.evaluate import _load_split
+    sp = _load_split(split, data_dir)
+    groups = read_groups(sp.root, sp.test) if sp.grouped else None
+    return None if groups is None else [groups[rel] for rel, _ in sp.test]
+
+
+def _intervals(rows: dict, split, data_dir=None):
+    """95 % intervals of accuracy (Wilson) and the macro figures and MCC (bootstrap over test
+    images, or over source images for a grouped split) into each row's ``ci``."""
+    from kvasir_tf.stats import row_intervals
+    groups = test_groups(split, data_dir)
+    for row in rows.values():
+        row.setdefault("ci", {}).update(row_intervals(row, len(row["per_class"]), groups=groups))
+        row["ci_resampled"] = "source images" if groups else "test images"
 
 
 def merge_device_logs(rows: dict, device_logs: dict) -> dict:
@@ -300,9 +225,10 @@ def merge_device_logs(rows: dict, device_logs: dict) -> dict:
     return rows
 
 
-def select_variants(names=None):
+def select_variants(names=None, recipe="finetune"):
+    """The rows to produce: all (the control rows only in the finetune recipe), or ``names``."""
     if not names:
-        return list(VARIANTS)
+        return [v for v in VARIANTS if recipe == "finetune" or v.train_mode not in CONTROL_FROM]
     known = {v.name: v for v in VARIANTS}
     unknown = [n for n in names if n not in known]
     if unknown:
@@ -311,14 +237,46 @@ def select_variants(names=None):
 
 
 def run_comparison(out_dir, base: TrainConfig, *, qat=None, variants=None, recipe="finetune",
-                   retrain=False, force_convert=False, num_calibration=None,
+                   seeds=1, retrain=False, force_convert=False, num_calibration=None,
                    latency_runs=LATENCY_RUNS, device_logs=None) -> dict:
-    """Train/reuse, convert, measure and report; returns {"rows", "headline", "files"}.
+    """Train/reuse, convert, measure and report; returns {"rows", "headline", "files", "repeats"}.
 
-    ``base``: the settings every run shares; ``qat``: {field: value} for the QAT fine-tuning runs.
+    ``base``: the settings every run shares; ``qat``: {field: value} for the QAT fine-tuning runs
+    and their controls; ``seeds``: repeats with seeds base.seed .. base.seed + seeds - 1 (latency
+    and memory are measured on the first only: they do not depend on the seed).
     """
-    variants = select_variants(variants)
+    if int(seeds) < 1:
+        raise KvasirError(f"--seeds {seeds}: use at least 1")
+    variants = select_variants(variants, recipe)
     out_dir = Path(out_dir)
+    opts = dict(qat=qat, recipe=recipe, retrain=retrain, force_convert=force_convert,
+                num_calibration=num_calibration)
+    repeats, contexts = [], []
+    for i in range(int(seeds)):
+        seed = base.seed + i
+        if seeds > 1:
+            print(f"[compare] seed {seed} ({i + 1} of {seeds})", flush=True)
+        rows, context = _one_seed(out_dir if i == 0 else out_dir / f"seed-{seed}",
+                                  dataclasses.replace(base, seed=seed), variants,
+                                  latency_runs=latency_runs if i == 0 else None, **opts)
+        if i > 0:   # each repeat's own full report, beside its runs
+            report.write_reports(rows, out_dir / f"seed-{seed}", context=context)
+        repeats.append(rows)
+        contexts.append(context)
+    rows, context = repeats[0], contexts[0]
+    merge_device_logs(rows, device_logs)
+    if seeds > 1:
+        context["seeds"] = f"{base.seed}..{base.seed + seeds - 1} (other seeds in seed-S/)"
+    files = report.write_reports(rows, out_dir, context=context, repeats=repeats)
+    from kvasir_tf.alpha_report import write_alpha_report  # the PACT section (issue 13)
+    files["alphas"] = write_alpha_report(out_dir, rows, files.get("markdown"))
+    return {"rows": rows, "headline": report.headline(rows), "files": files, "repeats": repeats}
+
+
+def _one_seed(out_dir, base: TrainConfig, variants, *, qat, recipe, retrain, force_convert,
+              num_calibration, latency_runs):
+    """(rows, context) of one seed: train/reuse, convert and measure; ``latency_runs`` None
+    skips the latency and memory measurements."""
     configs = run_configs(out_dir, {v.train_mode for v in variants}, base, qat=qat, recipe=recipe)
     n_tflite = sum(1 for v in variants if v.convert_mode)
     stages = Stages([(f"train {m}", 0.0 if not retrain and rundir.reusable(Path(c.out), c) else train_cost(c))
@@ -332,17 +290,16 @@ def run_comparison(out_dir, base: TrainConfig, *, qat=None, variants=None, recip
     first = runs[variants[0].train_mode]
     cfg = rundir.read_config(first)
     stages.start("measure")
-    rows = measure(variants, paths, first, latency_runs=latency_runs,
-                   mask_overlays=bool(cfg.get("mask_overlays")))
+    timing = {} if latency_runs else {"threads": (), "memory": False}
+    rows = measure(variants, paths, first, latency_runs=latency_runs or LATENCY_RUNS,
+                   mask_overlays=bool(cfg.get("mask_overlays")), **timing)
     stages.finish()
-    merge_device_logs(rows, device_logs)
     context = {"data": cfg.get("data_dir") or "demo", "image_size": cfg.get("image_size"),
                "width multiplier": cfg.get("alpha"), "seed": cfg.get("seed"), "recipe": recipe,
-               "test images": next(iter(rows.values()))["n"]}
-    files = report.write_reports(rows, out_dir, context=context)
-    from kvasir_tf.alpha_report import write_alpha_report  # the PACT section (issue 13)
-    files["alphas"] = write_alpha_report(out_dir, rows, files.get("markdown"))
-    return {"rows": rows, "headline": report.headline(rows), "files": files}
+               "test images": next(iter(rows.values()))["n"],
+               "intervals resampled over": next(iter(rows.values()))["ci_resampled"],
+               "training budget": budget_note(configs, recipe)}
+    return rows, context
 
 
 # ----------------------------------------------------------------------------- CLI
@@ -355,8 +312,12 @@ def parser(prog="kvasir-compare") -> argparse.ArgumentParser:
     ap.add_argument("--qat-epochs", type=int, help="epochs of the QAT fine-tuning runs (default --epochs)")
     ap.add_argument("--qat-lr", type=float, help="learning rate of the QAT fine-tuning runs (default --lr)")
     ap.add_argument("--recipe", choices=RECIPES, default="finetune",
-                    help="finetune: QAT runs start from the float/SGT run; scratch: all from scratch "
-                         "(default finetune)")
+                    help="finetune: QAT runs start from the float/SGT run, with equal-budget control "
+                         "rows; scratch: every row in one stage from random initialisation, as the "
+                         "paper's Algorithm 2 (default finetune)")
+    ap.add_argument("--seeds", type=int, default=1,
+                    help="repeat with N split and training seeds (--seed .. --seed+N-1) and report "
+                         "mean and standard deviation per row; N times the training (default 1)")
     ap.add_argument("--models", help="comma-separated rows to produce (default all): "
                     + ", ".join(v.name for v in VARIANTS))
     ap.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
@@ -391,7 +352,7 @@ def main(argv=None, prog="kvasir-compare") -> int:
     result = run_comparison(
         args.out, base_config(given), qat=qat_overrides(args.qat_epochs, args.qat_lr),
         variants=args.models.split(",") if args.models else None, recipe=args.recipe,
-        retrain=args.retrain, force_convert=args.force, num_calibration=args.num_calibration,
+        seeds=args.seeds, retrain=args.retrain, force_convert=args.force, num_calibration=args.num_calibration,
         latency_runs=args.latency_runs, device_logs=logs)
     print(result["files"]["markdown"].read_text())
     for f in [result["files"]["markdown"], result["files"]["json"], *result["files"]["plots"]]:

@@ -87,6 +87,58 @@ def test_unknown_model_and_recipe_are_errors(tmp_path):
         compare.run_configs(tmp_path, ["float"], TrainConfig(demo=True), recipe="magic")
 
 
+def test_control_runs_have_the_qat_runs_budget(tmp_path):
+    """float-ft / sgt-ft continue the float / SGT run as plain float training with the QAT runs'
+    extra epochs and learning rate, so a QAT row and its control train equally long."""
+    base = TrainConfig(demo=True, epochs=15, lr=1e-3)
+    qat = {"epochs": 6, "lr": 5e-4}
+    cfgs = compare.run_configs(tmp_path, ["qat", "float-ft", "sgt-pact-qat", "sgt-ft"], base, qat=qat)
+    assert list(cfgs) == ["float", "sgt", "qat", "sgt-pact-qat", "float-ft", "sgt-ft"]
+    for control, mode, qat_run in (("float-ft", "float", "qat"), ("sgt-ft", "sgt", "sgt-pact-qat")):
+        c, q = cfgs[control], cfgs[qat_run]
+        assert c.mode == mode and not c.spec.qat
+        assert c.init_from == q.init_from == cfgs[mode].out
+        assert (c.epochs, c.lr) == (q.epochs, q.lr) == (6, 5e-4)
+        assert c.out.endswith(f"runs/{control}") and cfgs[mode].epochs == 15
+    note = compare.budget_note(cfgs, "finetune")
+    assert "float-ft: 21 epochs (15 + 6 at lr 0.0005 from float)" in note
+    assert "qat: 21 epochs" in note and "sgt: 15 epochs at lr 0.001" in note
+    assert "compare a QAT row with its control" in note
+    # scratch (the paper's one-stage recipe): no init_from, equal epochs, no control rows.
+    scratch = compare.run_configs(tmp_path, ["qat", "sgt-pact-qat"], base, qat=qat, recipe="scratch")
+    assert list(scratch) == ["qat", "sgt-pact-qat"]
+    assert all(c.init_from is None and c.epochs == 15 for c in scratch.values())
+    assert "equal" in compare.budget_note(scratch, "scratch")
+    assert not [v for v in compare.select_variants(None, "scratch") if v.train_mode in compare.CONTROL_FROM]
+    assert {"float-ft-keras", "sgt-ft-keras"} <= {v.name for v in compare.select_variants()}
+    with pytest.raises(KvasirError, match="only in --recipe finetune"):
+        compare.run_configs(tmp_path, ["float-ft"], base, recipe="scratch")
+
+
+def test_seeds_repeat_with_their_own_splits(tmp_path, make_dataset_dir):
+    """--seeds 2: two splits and trainings, each row's mean and sd, intervals everywhere."""
+    data = make_dataset_dir({"a": 10, "b": 10})
+    base = base_config({"data_dir": str(data), "image_size": 32, "alpha": 0.35, "epochs": 1,
+                        "batch_size": 8, "progress": 0})
+    result = compare.run_comparison(tmp_path / "cmp", base, variants=["float-keras"], seeds=2)
+    first, second = result["repeats"]
+    from kvasir_tf.data.split import load_manifest
+    tests = [[p for p, _ in load_manifest(d).test] for d in
+             (tmp_path / "cmp" / "runs" / "float", tmp_path / "cmp" / "seed-1" / "runs" / "float")]
+    assert tests[0] != tests[1]                                    # each seed its own split
+    assert rundir.read_config(tmp_path / "cmp" / "seed-1" / "runs" / "float")["seed"] == 1
+    for rows in (first, second):
+        row = rows["float-keras"]
+        assert row["ci"]["accuracy"][0] <= row["accuracy"] <= row["ci"]["accuracy"][1]
+        assert row["ci"]["mcc"][0] <= row["mcc"] <= row["ci"]["mcc"][1]
+    doc = json.loads(result["files"]["json"].read_text())
+    accs = [first["float-keras"]["accuracy"], second["float-keras"]["accuracy"]]
+    assert doc["seeds"]["float-keras"]["accuracy"]["values"] == pytest.approx(accs)
+    assert doc["seeds"]["float-keras"]["accuracy"]["std"] == pytest.approx(np.std(accs, ddof=1))
+    assert "## Across 2 seeds" in result["files"]["markdown"].read_text()
+    assert (tmp_path / "cmp" / "seed-1" / "comparison.md").is_file()
+
+
 def test_cli_rejects_bad_device_log(tmp_path):
     out = subprocess.run([sys.executable, str(REPO / "tools" / "compare.py"), "--demo", "--out",
                           str(tmp_path), "--device-log", "float"], capture_output=True, text=True,
@@ -94,17 +146,18 @@ def test_cli_rejects_bad_device_log(tmp_path):
     assert out.returncode == 2
     assert out.stderr.strip().startswith("error: --device-log 'float'")
     assert "Traceback" not in out.stderr
+    with pytest.raises(KvasirError, match="--seeds 0: use at least 1"):
+        compare.run_comparison(tmp_path, TrainConfig(demo=True), seeds=0)
 
 
-def test_small_comparison_end_to_end(tmp_path, monkeypatch):
-    """Train one tiny float run on demo data, convert it twice, measure every artifact."""
-    monkeypatch.chdir(tmp_path)
-    from kvasir_tf.data.synthetic import ensure_demo_data
-    from kvasir_tf.config import DEMO_DATA_DIR
-    ensure_demo_data(DEMO_DATA_DIR, per_class=12, size=48)
-    names = ["float-keras", "float", "ptq-int8"]
-    base = base_config({"demo": True, "image_size": 32, "epochs": 1, "batch_size": 16, "progress": 0})
-    result = compare.run_comparison(tmp_path / "cmp", base, variants=names)
+def test_small_comparison_end_to_end(tmp_path, make_dataset_dir):
+    """Train one tiny float run and its equal-budget control, convert it twice, measure every
+    artifact."""
+    data = make_dataset_dir({"a": 12, "b": 12, "c": 12})
+    names = ["float-keras", "float", "ptq-int8", "float-ft-keras"]
+    base = base_config({"data_dir": str(data), "image_size": 32, "alpha": 0.35, "epochs": 1,
+                        "batch_size": 16, "progress": 0})
+    result = compare.run_comparison(tmp_path / "cmp", base, variants=names, qat={"epochs": 1})
     rows = result["rows"]
     assert list(rows) == names
     n_test = rows["float-keras"]["n"]
@@ -121,9 +174,21 @@ def test_small_comparison_end_to_end(tmp_path, monkeypatch):
         assert r["peak_memory_mb"] > 0
     for key in ("accuracy", "macro_sensitivity", "macro_specificity"):
         assert all(0.0 <= r[key] <= 1.0 for r in rows.values())
+        assert all(r["ci"][key][0] <= r[key] <= r["ci"][key][1] for r in rows.values())
+    assert rows["float"]["ci"]["agreement"][1] == pytest.approx(100.0) or rows["float"]["agreement"] < 100
+    assert rows["ptq-int8"]["labels"] == rows["float-keras"]["labels"]
+    md = result["files"]["markdown"].read_text()
+    # The equal-budget control: the float model trained on as plain float training, same split.
+    ft = rundir.read_config(tmp_path / "cmp" / "runs" / "float-ft")
+    assert ft["mode"] == "float" and Path(ft["init_from"]) == tmp_path / "cmp" / "runs" / "float"
+    assert rows["float-ft-keras"]["labels"] == rows["float-keras"]["labels"]
+    assert "float-ft: 2 epochs (1 + 1" in md
+    lo, hi = rows["ptq-int8"]["ci"]["accuracy"]
+    assert f"| PTQ int8 | {rows['ptq-int8']['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] |" in md
     # A second call reuses the run and the files instead of training again.
     before = (tmp_path / "cmp" / "models" / "ptq-int8.tflite").stat().st_mtime_ns
-    again = compare.run_comparison(tmp_path / "cmp", base, variants=names, latency_runs=50)
+    again = compare.run_comparison(tmp_path / "cmp", base, variants=names, qat={"epochs": 1},
+                                   latency_runs=50)
     assert (tmp_path / "cmp" / "models" / "ptq-int8.tflite").stat().st_mtime_ns == before
     assert np.isclose(again["rows"]["ptq-int8"]["accuracy"], rows["ptq-int8"]["accuracy"])
 

@@ -1,0 +1,161 @@
+"""Which runs a comparison trains, and training or reusing them.
+
+One TrainConfig per training mode (``dataclasses.replace`` of the shared settings); in the
+finetune recipe the QAT runs start from the float/SGT run, and the equal-budget control runs
+(``float-ft``, ``sgt-ft``) continue those as plain float training for the same extra epochs at
+the same learning rate. ``scratch`` trains every mode in one stage from random initialisation,
+as the paper's Algorithm 2. Every run must end up with the same test split.
+"""
+from __future__ import annotations
+
+import dataclasses
+import shutil
+import time
+from pathlib import Path
+
+from kvasir_tf import rundir
+from kvasir_tf.config import TrainConfig
+from kvasir_tf.errors import KvasirError
+
+TRAIN_ORDER = ("float", "sgt", "qat", "pact-qat", "sgt-pact-qat")
+FINETUNE_FROM = {"qat": "float", "pact-qat": "float", "sgt-pact-qat": "sgt"}
+# Equal-budget controls (finetune recipe): run name -> the float/SGT run it continues, as that mode.
+CONTROL_FROM = {"float-ft": "float", "sgt-ft": "sgt"}
+RUN_ORDER = TRAIN_ORDER + tuple(CONTROL_FROM)
+RECIPES = ("finetune", "scratch")
+
+
+def run_configs(out_dir, modes, base: TrainConfig, *, qat=None, recipe="finetune") -> dict:
+    """TrainConfig per run (in training order): ``base`` with the mode, its run folder and, for
+    QAT runs fine-tuned from a float/SGT run and their controls, ``qat`` ({field: value}) on top.
+
+    ``modes``: training modes and control run names (``float-ft``, ``sgt-ft``)."""
+    _check_recipe(recipe, modes)
+    needed = set(modes)
+    if recipe == "finetune":
+        starts = {**FINETUNE_FROM, **CONTROL_FROM}
+        needed |= {starts[m] for m in modes if m in starts}
+    configs = {}
+    for name in (m for m in RUN_ORDER if m in needed):
+        run_dir = Path(out_dir) / "runs" / name
+        cfg = dataclasses.replace(base, mode=CONTROL_FROM.get(name, name), out=str(run_dir))
+        start = FINETUNE_FROM.get(name) or CONTROL_FROM.get(name)
+        if recipe == "finetune" and start:
+            cfg = dataclasses.replace(cfg, init_from=configs[start].out, **(qat or {}))
+        configs[name] = cfg
+    return configs
+
+
+def _check_recipe(recipe, modes):
+    if recipe not in RECIPES:
+        raise KvasirError(f"unknown recipe {recipe!r}; use one of {', '.join(RECIPES)}")
+    controls = sorted(set(modes) & set(CONTROL_FROM))
+    if recipe != "finetune" and controls:
+        raise KvasirError(f"the control rows ({', '.join(controls)}) exist only in --recipe finetune; "
+                          "in --recipe scratch every row trains the same epochs")
+
+
+def budget_note(configs: dict, recipe: str) -> str:
+    """What each row trained, in epochs, and how the budgets compare (for the report)."""
+    def epochs(name):
+        c = configs[name]
+        return c.epochs + (epochs(Path(c.init_from).name) if c.init_from else 0)
+    parts = [f"{name}: {epochs(name)} epochs" + (f" ({configs[Path(c.init_from).name].epochs} + "
+                                                  f"{c.epochs} at lr {c.lr:g} from {Path(c.init_from).name})"
+                                                  if c.init_from else f" at lr {c.lr:g}")
+             for name, c in configs.items()]
+    if recipe == "scratch":
+        how = ("Recipe scratch (the paper's Algorithm 2): every row trains in one stage from random "
+               "initialisation for the same epochs, so budgets are equal.")
+    elif set(CONTROL_FROM) & set(configs):
+        how = ("Recipe finetune: the QAT rows train more epochs than the float/SGT rows they start "
+               "from. The control rows (float-ft, sgt-ft) continue the float/SGT model as plain float "
+               "training for the same extra epochs at the same learning rate: compare a QAT row with "
+               "its control for equal budgets.")
+    else:
+        how = ("Recipe finetune without the control rows: the QAT rows train more epochs than the "
+               "float/SGT rows, so a QAT gain over them may be extra training.")
+    return how + " Runs: " + "; ".join(parts) + "."
+
+
+# Rough relative cost of one training epoch (a plain float epoch = 1), for the time estimate only:
+# the saliency-guided step runs two forward and two backward passes (tools/benchmark_train.py:
+# SGT-PACT-QAT 2.28x a QAT step at 96 px); QAT adds fake quants.
+GUIDED_COST, QAT_COST = 2.3, 1.4
+CONVERT_COST, MEASURE_COST = 2.0, 1.0   # per artifact, in the same units
+
+
+class Stages:
+    """One progress line per stage, with the time so far and an estimate of what remains.
+
+    Stage costs are relative units; seconds per unit are learned from the stages already done,
+    so the estimate sharpens as the run goes on."""
+
+    def __init__(self, stages):
+        self.names = [n for n, _ in stages]
+        self.costs = [float(c) for _, c in stages]
+        self.t0 = time.monotonic()
+        self.done_cost = self.done_time = 0.0
+        self._started = None
+
+    def start(self, name):
+        i = self.names.index(name)
+        elapsed = time.monotonic() - self.t0
+        left = sum(self.costs[i:])
+        if self.done_cost > 0:
+            eta = f"about {_minutes(left * self.done_time / self.done_cost)} left"
+        else:
+            eta = "estimate after the first stage"
+        print(f"[compare {i + 1}/{len(self.names)}] {name} (elapsed {_minutes(elapsed)}, {eta})", flush=True)
+        self._started = (i, time.monotonic())
+
+    def finish(self):
+        i, t = self._started
+        self.done_cost += self.costs[i]
+        self.done_time += time.monotonic() - t
+
+
+def _minutes(seconds: float) -> str:
+    return f"{int(seconds // 60)}m{int(seconds % 60):02d}s"
+
+
+def train_cost(config: TrainConfig) -> float:
+    spec = config.spec
+    return config.epochs * (GUIDED_COST if spec.guided else 1.0) * (QAT_COST if spec.qat else 1.0)
+
+
+def train_runs(configs: dict, *, retrain=False, stages=None) -> dict:
+    """Run directory per training mode, training only what is missing or --retrain."""
+    from kvasir_tf import train as train_lib
+    runs = {}
+    for mode, config in configs.items():
+        run_dir = Path(config.out)
+        if stages:
+            stages.start(f"train {mode}")
+        if not retrain and rundir.reusable(run_dir, config):
+            print(f"[compare] reusing {run_dir}")
+        else:
+            if run_dir.exists() and retrain:
+                shutil.rmtree(run_dir)
+            print(f"[compare] training {mode} -> {run_dir}"
+                  + (f" (from {config.init_from})" if config.init_from else ""))
+            train_lib.train(config)
+        if stages:
+            stages.finish()
+        runs[mode] = run_dir
+    _check_same_split(runs)
+    return runs
+
+
+def _check_same_split(runs: dict):
+    """Every model must be judged on the same test images."""
+    from kvasir_tf.data.split import load_manifest
+    ref_mode, ref = None, None
+    for mode, run_dir in runs.items():
+        sp = load_manifest(run_dir)
+        key = (list(sp.class_names), [p for p, _ in sp.test])
+        if ref is None:
+            ref_mode, ref = mode, key
+        elif key != ref:
+            raise KvasirError(f"runs {ref_mode} and {mode} have different test splits; train them with "
+                              "the same data and --seed (or --retrain)")
