@@ -24,8 +24,9 @@ def grid_name(method: str) -> str:
     return f"grid_{method.replace('++', 'pp')}.png"
 
 
-def explain(folder, out_dir=None, config=None, progress=True) -> dict:
-    """Run the study and write every output; returns {"results", "files", "study"}."""
+def explain(folder, out_dir=None, config=None, progress=True, html_path=None) -> dict:
+    """Run the study and write every output; returns {"results", "files", "study"}.
+    ``html_path``: where report.html goes (default OUT/report.html)."""
     from kvasir_tf.explain import figures, html, summary
     from kvasir_tf.explain.study import StudyConfig, run_study
     config = config or StudyConfig()
@@ -39,7 +40,7 @@ def explain(folder, out_dir=None, config=None, progress=True) -> dict:
     pngs["mean deletion and insertion curves"] = figures.faithfulness_plot(study, out / CURVES_NAME)
     pngs = {t: p for t, p in pngs.items() if p is not None}
     files["figures"] = list(pngs.values())
-    files["html"] = html.write_report(study.results, pngs, out / html.REPORT_NAME, folder=folder)
+    files["html"] = html.write_report(study.results, pngs, html_path or out / html.REPORT_NAME, folder=folder)
     return {"results": study.results, "files": files, "study": study}
 
 
