@@ -269,6 +269,7 @@ def train(config: TrainConfig, *, callbacks=()) -> Path:
         scratch = stack.enter_context(distribute.scratch_dir(strategy))
         run_dir, config, split = _prepare_run(config, write_to=scratch)
         out_dir = Path(scratch) if scratch else Path(run_dir)
+        (out_dir / rundir.CKPT_DIR).mkdir(parents=True, exist_ok=True)  # a resuming worker's scratch
         num_classes = len(split.class_names)
         stack.enter_context(_reproducible(config))
         cache_dir = config.cache_dir or stack.enter_context(tempfile.TemporaryDirectory(prefix="kvasir-train-"))
