@@ -112,3 +112,38 @@ def test_top1_ties_take_the_lowest_index(golden_test, shared_data, tmp_path):
     res = run(golden_test, folder)
     assert res.returncode == 0, res.stdout[-2000:]
     assert [int(x.split("idx=")[1].split()[0]) for x in res.stdout.splitlines() if "idx=" in x] == [1, 0, 1]
+
+
+@pytest.fixture(scope="module")
+def golden_test_m4(tmp_path_factory):
+    """The same golden test built for Cortex-M4F and run under QEMU's mps2-an386 (semihosting)."""
+    if shutil.which("arm-none-eabi-g++") is None or shutil.which("qemu-system-arm") is None:
+        pytest.skip("arm-none-eabi-g++ or qemu-system-arm missing: run tools/toolchains/arm-none-eabi.sh")
+    elf = tmp_path_factory.mktemp("m4") / "golden_m4.elf"
+    qemu = COMMON / "test" / "qemu"
+    cmd = ["arm-none-eabi-g++", "-std=c++17", "-O2", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=hard",
+           "-mfpu=fpv4-sp-d16", "-Wall", f"-I{COMMON}", *(str(COMMON / s) for s in SOURCES),
+           "-x", "c", str(qemu / "startup.c"), "-specs=rdimon.specs", "-T", str(qemu / "mps2.ld"),
+           "-Wl,--gc-sections", "-o", str(elf)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return elf
+
+
+def run_m4(elf, folder):
+    return subprocess.run(["qemu-system-arm", "-M", "mps2-an386", "-nographic", "-semihosting-config",
+                           f"enable=on,target=native,arg=golden_m4,arg={folder}", "-kernel", str(elf)],
+                          capture_output=True, text=True, timeout=600)
+
+
+def test_preprocessing_bit_exact_on_cortex_m4_under_qemu(golden_test_m4, shared_data, tmp_path):
+    """The target ISA (Thumb-2, FPv4 single precision for the quantize step) gives the same bytes."""
+    cases = camera_cases(real_rgb(shared_data, 2))
+    folder = golden.write_golden(tmp_path / "g", cases, size=96, scale=0.5, zero_point=-3)
+    res = run_m4(golden_test_m4, folder)
+    assert res.returncode == 0 and f"{len(cases)} cases, 0 failed" in res.stdout, res.stdout[-2000:]
+    target = folder / f"{next(iter(cases))}.input"
+    data = bytearray(target.read_bytes())
+    data[77] ^= 1
+    target.write_bytes(bytes(data))
+    res = run_m4(golden_test_m4, folder)
+    assert res.returncode != 0 and "differs from the reference at byte 77" in res.stdout

@@ -36,9 +36,9 @@ def macs(model) -> int:
             total += out[1] * out[2] * kh * kw * out[3]
         elif isinstance(inner, tf.keras.layers.Conv2D):
             kh, kw = inner.kernel_size
-            total += out[1] * out[2] * kh * kw * inner.input_shape[-1] * out[3]
+            total += out[1] * out[2] * kh * kw * layer.input_shape[-1] * out[3]
         elif isinstance(inner, tf.keras.layers.Dense):
-            total += inner.input_shape[-1] * out[-1]
+            total += layer.input_shape[-1] * out[-1]
     return int(total)
 
 

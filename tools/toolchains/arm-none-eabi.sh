@@ -1,13 +1,14 @@
 #!/usr/bin/env bash
-# Cortex-M toolchain for the microcontroller compile test (tests/test_micro_arm.py): Debian's
+# Cortex-M toolchain for the microcontroller tests (tests/test_micro.py, test_micro_cpp.py): Debian's
 # gcc-arm-none-eabi with newlib (libnewlib-arm-none-eabi, libstdc++-arm-none-eabi-newlib for the
-# C++ headers), and g++ for the host tests of microcontroller/common.
+# C++ headers), qemu-system-arm to run microcontroller/common's golden test on a Cortex-M4F
+# (mps2-an386), and g++ for the host tests of microcontroller/common.
 # Idempotent: exits 0 at once when everything is there; prints one line.
 set -euo pipefail
 
 have_all() {
     command -v arm-none-eabi-g++ >/dev/null 2>&1 && command -v arm-none-eabi-size >/dev/null 2>&1 \
-        && command -v g++ >/dev/null 2>&1 \
+        && command -v g++ >/dev/null 2>&1 && command -v qemu-system-arm >/dev/null 2>&1 \
         && echo '#include <cstdio>' | arm-none-eabi-g++ -E -x c++ - >/dev/null 2>&1
 }
 
@@ -18,7 +19,7 @@ fi
 
 apt-get update -q >/dev/null
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc-arm-none-eabi libnewlib-arm-none-eabi \
-    libstdc++-arm-none-eabi-newlib binutils-arm-none-eabi g++ >/dev/null 2>&1
+    libstdc++-arm-none-eabi-newlib binutils-arm-none-eabi g++ qemu-system-arm >/dev/null 2>&1
 
 if command -v arm-none-eabi-g++ >/dev/null 2>&1; then
     echo "arm-none-eabi toolchain: installed ($(arm-none-eabi-gcc -dumpversion))"

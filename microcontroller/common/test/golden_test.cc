@@ -3,6 +3,7 @@
 // For every case of cases.tsv: preprocess NAME.frame and compare with NAME.input byte for byte;
 // with NAME.output, check TopK's top-1 against the reference's and print the serial line the
 // firmware would print (pytest parses them with kvasir_tf.device_logs). Exit status 1 on a mismatch.
+// Also built for Cortex-M4F and run under QEMU (test/qemu/): no %zu, newlib's printf there lacks it.
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -53,8 +54,9 @@ bool RunCase(const std::string& dir, const std::string& line, int frame_no, bool
     return false;
   }
   if (frame.size() != kvasir::FrameBytes(format, height, width)) {
-    printf("FAIL %s: frame has %zu bytes, FrameBytes says %zu\n", name.c_str(), frame.size(),
-           kvasir::FrameBytes(format, height, width));
+    printf("FAIL %s: frame has %lu bytes, FrameBytes says %lu\n", name.c_str(),
+           static_cast<unsigned long>(frame.size()),
+           static_cast<unsigned long>(kvasir::FrameBytes(format, height, width)));
     return false;
   }
   std::vector<int8_t> input(static_cast<size_t>(size) * size * 3);
@@ -67,7 +69,8 @@ bool RunCase(const std::string& dir, const std::string& line, int frame_no, bool
     size_t first = 0;
     while (first < input.size() && first < expected.size() &&
            static_cast<uint8_t>(input[first]) == expected[first]) ++first;
-    printf("FAIL %s: input differs from the reference at byte %zu\n", name.c_str(), first);
+    printf("FAIL %s: input differs from the reference at byte %lu\n", name.c_str(),
+           static_cast<unsigned long>(first));
     return false;
   }
   if (format == kvasir::PixelFormat::kRgb565) {
@@ -108,7 +111,8 @@ bool RunCase(const std::string& dir, const std::string& line, int frame_no, bool
   std::string label = "class" + std::to_string(best[0]);
   const float conf = kvasir::Dequantize(scores[best[0]], out_scale, out_zero_point);
   if (kvasir::FormatResult(buf, sizeof(buf), label.c_str(), best[0], conf, 1000u + frame_no, frame_no) < 0) {
-    printf("FAIL %s: the result line does not fit %zu bytes\n", name.c_str(), sizeof(buf));
+    printf("FAIL %s: the result line does not fit %lu bytes\n", name.c_str(),
+           static_cast<unsigned long>(sizeof(buf)));
     return false;
   }
   printf("%s\n", buf);
