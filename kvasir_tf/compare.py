@@ -357,6 +357,8 @@ def main(argv=None, prog="kvasir-compare") -> int:
     print(result["files"]["markdown"].read_text())
     for f in [result["files"]["markdown"], result["files"]["json"], *result["files"]["plots"]]:
         print(f"wrote {f}")
+    from kvasir_tf.explain.hook import saliency_summary
+    print(saliency_summary(args.out))
     return 0
 
 

@@ -46,6 +46,8 @@ def run_demo(out_dir="runs/demo", quick=False) -> dict:
     print(result["files"]["markdown"].read_text())
     for f in [result["files"]["markdown"], result["files"]["json"], *result["files"]["plots"]]:
         print(f"wrote {f}")
+    from kvasir_tf.explain.hook import saliency_summary
+    print(saliency_summary(out_dir))
     return result
 
 

@@ -168,3 +168,15 @@ def test_mask_of_another_size(run, capsys, tmp_path):
     cv2.imwrite(str(data / "_masks" / Path(rel).with_suffix(".png")), np.zeros((10, 12), np.uint8))
     err = _one_line_error(capsys, [str(bad), "--out", str(tmp_path / "o"), "--no-progress", "--methods", "occlusion"])
     assert "mask" in err and "12x10" in err
+
+
+def test_compare_hook_prints_the_summary_and_writes_report_html(run, tmp_path):
+    from kvasir_tf.explain.hook import saliency_summary
+    folder = tmp_path / "cmp"
+    shutil.copytree(run, folder)
+    text = saliency_summary(folder, limit=2)
+    assert text.startswith("Saliency (mean [95 % CI]):")
+    assert "keras" in text and "int8" in text and "pointing 1.00" in text
+    assert "Keras vs int8" in text
+    assert (folder / "report.html").is_file() and (folder / "explain" / "saliency.json").is_file()
+    assert saliency_summary(tmp_path / "nothing").startswith("Saliency: not computed (")
