@@ -73,9 +73,11 @@ def _alpha_init_default():
     return DEFAULT_PERCENTILE
 
 
-def _f(default, role=LEARN, pact_only=False):
-    """``pact_only``: the field means nothing to a ReLU6 run (rundir's reuse check skips it there)."""
-    return field(default=default, metadata={"role": role, "pact_only": pact_only})
+def _f(default, role=LEARN, pact_only=False, guided_only=False):
+    """``pact_only``: the field means nothing to a ReLU6 run (rundir's reuse check skips it there);
+    ``guided_only``: nor to a run without the saliency-guided step."""
+    return field(default=default, metadata={"role": role, "pact_only": pact_only,
+                                            "guided_only": guided_only})
 
 
 @dataclass
@@ -98,6 +100,7 @@ class TrainConfig:
     lambda1: float = _f(_sgm_default("lambda1"))
     lambda2: float = _f(_sgm_default("lambda2"))
     mask_fraction: float = _f(_sgm_default("mask_fraction"))
+    mask_scope: str = _f(_sgm_default("mask_scope"), guided_only=True)   # image | batch
     mask_value: str = _f(_sgm_default("mask_value"))
     saliency_reduce: str = _f(_sgm_default("saliency_reduce"))
     eta: float = _f(_model_default("pact_eta"), pact_only=True)
@@ -199,10 +202,14 @@ def add_train_args(p: argparse.ArgumentParser, *, run_flags: bool = True):
     add("--alpha-lr-ratio", type=float, help=f"PACT alpha learning rate over --lr when --alpha-lr is not "
                                              f"given (default {d.alpha_lr_ratio:g})")
     add("--lambda1", type=float, help=f"weight of the KL(clean || masked) term (default {d.lambda1})")
-    add("--lambda2", type=float, help=f"weight of the saliency L1 term; > 0 costs a double backprop "
-                                      f"(default {d.lambda2})")
+    add("--lambda2", type=float,
+        help=f"weight of the saliency L1 term lambda2 * mean|S|: per image the mean over its pixels "
+             f"of S = sum over RGB of |dCE/dpixel| (raw 0..255 pixels), i.e. the paper's ||S||_1 "
+             f"divided by H*W; > 0 costs a double backprop, QAT included (default {d.lambda2})")
     add("--eta", type=float, help=f"PACT alpha L2 penalty (default {d.eta})")
     add("--mask-fraction", type=float, help=f"fraction of input features masked (default {d.mask_fraction})")
+    add("--mask-scope", choices=["image", "batch"],
+        help=f"mask the fraction of each image, or of the whole batch (default {d.mask_scope})")
     add("--mask-value", choices=["neutral", "mean", "noise"], help=f"(default {d.mask_value})")
     add("--saliency-reduce", choices=["sum", "max"],
         help=f"channel reduction of |grad| (default {d.saliency_reduce})")

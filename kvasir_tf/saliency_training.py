@@ -7,8 +7,9 @@ callbacks, metrics and progress bars keep working. One guided step:
 1. clean forward ``p = f(X)`` (training mode) under two nested tapes;
 2. saliency ``S = |dCE/dX|`` reduced over channels, from the *same* forward pass
    (no separate saliency pass);
-3. pixels with ``S < eps`` (plus a random share of ties ``S == eps``) are replaced by a mask
-   value, ``X~``; masked forward ``q = f(X~)``;
+3. the ``mask_fraction`` least salient pixels of each image (``mask_scope="image"``; of
+   the whole batch with ``"batch"``), ties at the threshold ``eps`` broken at random, are
+   replaced by a mask value, ``X~``; masked forward ``q = f(X~)``;
 4. ``loss = CE(p, y) + lambda1 * KL(p || q) + lambda2 * mean|S| + model.losses``;
    ONE weight backward over both passes; the optimizer updates every trainable variable
    (weights and PACT alphas).
@@ -24,13 +25,14 @@ import tensorflow as tf
 
 from kvasir_tf.errors import KvasirError
 from kvasir_tf.preprocessing import NEUTRAL_PIXEL, PIXEL_MAX, PIXEL_MIN
-from kvasir_tf.qat import is_qat_model, pact_alphas
+from kvasir_tf.qat import pact_alphas
 
 MASK_VALUES = ("neutral", "mean", "noise")
 SALIENCY_REDUCES = ("sum", "max")
-# Quantile of S is estimated on at most this many (evenly strided) pixels per step:
-# exact to ~0.2 % in fraction, and a sort of 1.6 M values (224 px, batch 32) is avoided.
-QUANTILE_SAMPLE = 1 << 16
+# "image": each image's least salient mask_fraction (the paper's "half of the least important
+# features" of each input); "batch": that fraction of the whole batch's pixels, so confidently
+# classified images (small gradients) are masked most.
+MASK_SCOPES = ("image", "batch")
 KL_EPSILON = 1e-7
 class SaliencyGuidedModel(tf.keras.Model):
     """Trains ``model`` with saliency-guided masking; ``guided=False`` gives the plain step.
@@ -40,25 +42,32 @@ class SaliencyGuidedModel(tf.keras.Model):
             float or TF-MOT QAT-wrapped. Save ``.model``, not the wrapper.
         guided: False = plain supervised step (same logs minus kl/l1/masked_fraction/eps).
         lambda1: weight of KL(softmax f(X) || softmax f(X_masked)).
-        lambda2: weight of the saliency L1 term ``mean|S|``. Default 0: it needs double
-            backprop (extra backward-of-backward, ~2.4x the step) and, in a QAT model,
-            TensorFlow's FakeQuant gradient ops have no gradient, so the term would train
-            nothing; use it for float/SGT training only.
-        mask_fraction: target fraction of pixels masked per batch (paper: 0.5).
+        lambda2: weight of the saliency L1 term, scaled as ``mean|S|`` (per image, the mean
+            over its H x W pixels of S, the RGB-summed |dCE/dX| in raw-pixel units; then the
+            batch mean) where the paper writes the sum ``||S||_1``: ``lambda2 * mean|S|`` is
+            the paper's ``(lambda2 / (H * W)) * ||S||_1`` per image, so one value means the
+            same at every image size. It needs double backprop (a backward-of-backward); QAT
+            models have it too, since :mod:`kvasir_tf.qat.quantizers` gives every fake
+            quantizer a second derivative.
+        mask_fraction: target fraction of pixels masked (paper: 0.5), per image or per batch.
+        mask_scope: "image" (default; each image loses exactly ``round(mask_fraction * H * W)``
+            pixels) or "batch" (the batch does; single images range widely).
         mask_value: "neutral" (pixel 127.5 = 0 in the model's input space), "mean"
             (per-image, per-channel mean) or "noise" (uniform pixels 0..255).
         saliency_reduce: "sum" (default) or "max" of |dCE/dX| over RGB. Sum is the
             L1 norm of the per-pixel gradient, i.e. the first-order change of the loss when
             the whole pixel moves, which is what masking a pixel does; max ignores two
             channels' evidence and is noisier.
-        eps_momentum: smoothing of the threshold; 0 (default) = each batch's own quantile.
+        eps_momentum: smoothing of the threshold (scope "batch" only); 0 (default) = each
+            batch's own quantile.
 
     Deviation from the paper (Algorithm 2, line 12): there eps is updated by a gradient of
     the masked fraction w.r.t. eps, which is zero almost everywhere (the fraction is a step
     function of eps). Here eps is ``eps <- m * eps + (1 - m) * Q_k(S)``, with ``Q_k`` the
     per-batch ``mask_fraction`` quantile of S (initialised to the first batch's quantile),
-    kept in a non-trainable ``tf.Variable``. The default m = 0 uses each batch's quantile, so
-    the masked fraction equals ``mask_fraction`` in every step. A smoothed threshold (m > 0)
+    kept in a non-trainable ``tf.Variable``. The default m = 0 uses each image's (each
+    batch's) exact quantile, so the masked fraction equals ``mask_fraction`` in every image
+    (batch) to one pixel; the logged ``eps`` is then the mean of the images' thresholds. A smoothed threshold (m > 0)
     lags behind the saliency scale, which shrinks as the loss falls, so it masks more than the
     target while training improves. Use m > 0 only where batches are so small that their
     quantiles are noisy.
@@ -82,8 +91,8 @@ class SaliencyGuidedModel(tf.keras.Model):
     """
 
     def __init__(self, model, *, guided=True, lambda1=1.0, lambda2=0.0, mask_fraction=0.5,
-                 mask_value="neutral", saliency_reduce="sum", eps_momentum=0.0, name=None,
-                 **kwargs):
+                 mask_scope="image", mask_value="neutral", saliency_reduce="sum",
+                 eps_momentum=0.0, name=None, **kwargs):
         super().__init__(name=name or f"sgt_{model.name}", **kwargs)
         if mask_value not in MASK_VALUES:
             raise KvasirError(f"mask_value={mask_value!r} is not one of {MASK_VALUES}: "
@@ -93,21 +102,22 @@ class SaliencyGuidedModel(tf.keras.Model):
                               f"{SALIENCY_REDUCES}: pick one of them")
         if not 0.0 <= float(mask_fraction) <= 1.0:
             raise KvasirError(f"mask_fraction={mask_fraction} must be within [0, 1]")
+        if mask_scope not in MASK_SCOPES:
+            raise KvasirError(f"mask_scope={mask_scope!r} is not one of {MASK_SCOPES}: "
+                              f"pick one of them")
         if not 0.0 <= float(eps_momentum) < 1.0:
             raise KvasirError(f"eps_momentum={eps_momentum} must be within [0, 1)")
+        if float(eps_momentum) > 0 and mask_scope != "batch":
+            raise KvasirError(f"eps_momentum={eps_momentum} smooths one threshold for the whole "
+                              "batch: use it with mask_scope='batch'")
         if float(lambda1) < 0 or float(lambda2) < 0:
             raise KvasirError(f"lambda1={lambda1}, lambda2={lambda2} must be >= 0")
-        if guided and float(lambda2) > 0 and is_qat_model(model):
-            raise KvasirError(
-                f"lambda2={lambda2} > 0 cannot train a QAT-wrapped model: TensorFlow's FakeQuant "
-                "gradient ops have no second derivative, so the saliency L1 term would train "
-                "nothing. Use lambda2=0 for QAT, or use lambda2 in the float/sgt stage and "
-                "fine-tune that checkpoint with QAT.")
         self.model = model
         self.guided = bool(guided)
         self.lambda1 = float(lambda1)
         self.lambda2 = float(lambda2)
         self.mask_fraction = float(mask_fraction)
+        self.mask_scope = mask_scope
         self.mask_value = mask_value
         self.saliency_reduce = saliency_reduce
         self.eps_momentum = float(eps_momentum)
@@ -142,30 +152,43 @@ class SaliencyGuidedModel(tf.keras.Model):
             return tf.reduce_sum(a, axis=-1)
         return tf.reduce_max(a, axis=-1)
 
-    def _update_eps(self, s):
-        """Running mask_fraction-quantile of S; returns the eps to use for this batch."""
-        flat = tf.reshape(s, [-1])
-        n = tf.size(flat)
-        stride = tf.maximum(1, (n + QUANTILE_SAMPLE - 1) // QUANTILE_SAMPLE)
-        # An odd stride: stride-2 convolutions give input gradients a period-2^j pattern, and an
-        # even stride would sample one phase of it only (58 % masked for a 50 % target).
-        stride += 1 - stride % 2
-        sample = tf.sort(flat[::stride])
-        m = tf.size(sample)
-        k = tf.cast(tf.math.floor(self.mask_fraction * tf.cast(m - 1, tf.float32)), tf.int32)
-        q = sample[k]
-        new = tf.where(self.eps < 0.0, q, self.eps_momentum * self.eps + (1 - self.eps_momentum) * q)
-        self.eps.assign(new)
-        return tf.identity(self.eps)
+    def _ranked(self, rows, k):
+        """Per row of ``rows`` [R, N]: the ``k`` least salient pixels, ties broken at random.
+
+        Each pixel's sort key is its saliency's bits (monotone for S >= 0) above 32 random
+        bits, so one sort orders by saliency and shuffles ties; the k-th key is the row's
+        threshold and exactly k pixels (k + 1 only if two random draws collide at that key,
+        p ~ 1e-5) are masked. Returns (mask [R, N], the k-th smallest S of each row [R]).
+        """
+        bits = tf.cast(tf.bitcast(rows, tf.int32), tf.int64)
+        noise = self.rng.uniform_full_int(tf.shape(rows), tf.int64) & 0xFFFFFFFF
+        keys = bits * (1 << 32) + noise
+        ordered = tf.sort(keys, axis=-1)
+        kth = ordered[:, tf.maximum(k - 1, 0)][:, None]
+        mask = tf.logical_and(keys <= kth, k > 0)
+        eps = tf.bitcast(tf.cast(kth[:, 0] // (1 << 32), tf.int32), tf.float32)
+        return mask, eps
+
+    def _quantile_mask(self, s):
+        """``mask_fraction`` of each image's pixels (scope image) or of the batch's (scope batch)."""
+        shape = tf.shape(s)
+        rows = tf.reshape(s, [shape[0], -1] if self.mask_scope == "image" else [1, -1])
+        n = tf.cast(tf.shape(rows)[1], tf.float32)
+        k = tf.cast(tf.math.round(self.mask_fraction * n), tf.int32)
+        mask, eps = self._ranked(rows, k)
+        if self.eps_momentum > 0.0:  # scope batch only (checked in __init__)
+            q = eps[0]
+            new = tf.where(self.eps < 0.0, q, self.eps_momentum * self.eps + (1 - self.eps_momentum) * q)
+            self.eps.assign(new)
+            eps = tf.identity(self.eps)
+            return self._threshold(s, eps), eps
+        self.eps.assign(tf.reduce_mean(eps))
+        return tf.reshape(mask, shape), tf.reduce_mean(eps)
 
     def _threshold(self, s, eps):
-        """``S < eps``, plus a random share of the pixels with ``S == eps``.
-
-        Saliency can have ties: pixels whose gradient is exactly 0 (activations clipped by
-        PACT or ReLU6 everywhere downstream) can outnumber ``mask_fraction`` of a batch, and
-        ``S <= eps`` would then mask all of them. Masking each tied pixel with the probability
-        that fills the gap keeps the expected masked fraction at ``mask_fraction``.
-        """
+        """A smoothed threshold (eps_momentum > 0): ``S < eps``, plus a random share of the
+        pixels with ``S == eps`` that keeps the expected fraction at ``mask_fraction`` (pixels
+        whose gradient is exactly 0, clipped by PACT or ReLU6 downstream, can outnumber it)."""
         below = s < eps
         tied = tf.equal(s, eps)
         n = tf.cast(tf.size(s), tf.float32)
@@ -190,8 +213,7 @@ class SaliencyGuidedModel(tf.keras.Model):
             mask = tf.ones_like(s, dtype=tf.bool)
             eps = tf.reduce_max(s)
         else:
-            eps = self._update_eps(s)
-            mask = self._threshold(s, eps)
+            mask, eps = self._quantile_mask(s)
         mask = mask[..., None]
         return tf.where(mask, self._fill(x), x), tf.cast(mask, x.dtype), eps
 

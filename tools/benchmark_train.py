@@ -1,9 +1,11 @@
-"""Time one training step: plain float, SGT float, QAT, PACT-QAT and SGT-PACT-QAT.
+"""Time one training step: plain float, SGT float, QAT, PACT-QAT and SGT-PACT-QAT, each SGT
+mode also with the saliency L1 term (lambda2 > 0: double backprop).
 
 Each configuration runs in its own subprocess, so its peak memory (peak GPU memory from
 TensorFlow on a GPU, else the process's peak RSS) is its own. The step is Keras' compiled
 train function on a fixed batch, timed (median) after warm-up. Ratios are to the plain QAT step
-at the same size; the goal is SGT-PACT-QAT <= 2.5x (operation-count floor ~2.3x).
+at the same size (the goal is SGT-PACT-QAT <= 2.5x, operation-count floor ~2.3x) and, for a
+``-l2`` row, to the same mode with lambda2 = 0 (the cost of the L1 term).
 
     python tools/benchmark_train.py                    # 96 and 224 px, alpha 1.0, batch 32
     python tools/benchmark_train.py --sizes 96 --steps 3 --alpha 0.35
@@ -28,7 +30,9 @@ CONFIGS = {
     "qat": ("relu6", "default", False, 0.0),
     "pact-qat": ("pact", "pact", False, 0.0),
     "sgt-pact-qat": ("pact", "pact", True, 0.0),
+    "sgt-pact-qat-l2": ("pact", "pact", True, 10.0),
 }
+L2_SUFFIX = "-l2"  # a row with lambda2 > 0; its lambda2 = 0 twin is the name without it
 BASELINE = "qat"
 NUM_CLASSES = 8
 
@@ -92,17 +96,22 @@ def run_config(name, size, args):
 
 
 def format_table(results):
-    rows = [f"{'config':<14} {'size':>4} {'step s':>8} {'x qat':>6} {'peak MiB':>9}"]
-    base = {r["size"]: r["median_s"] for r in results
-            if r["config"] == BASELINE and "median_s" in r}
+    rows = [f"{'config':<16} {'size':>4} {'step s':>8} {'x qat':>6} {'x l2=0':>7} {'peak MiB':>9}"]
+    times = {(r["config"], r["size"]): r["median_s"] for r in results if "median_s" in r}
+    nan = float("nan")
     for r in results:
         if "error" in r:
-            rows.append(f"{r['config']:<14} {r['size']:>4}  error: {r['error']}")
+            rows.append(f"{r['config']:<16} {r['size']:>4}  error: {r['error']}")
             continue
-        ratio = r["median_s"] / base[r["size"]] if r["size"] in base else float("nan")
+        ratio = r["median_s"] / times.get((BASELINE, r["size"]), nan)
         r["ratio_to_qat"] = round(ratio, 3)
-        rows.append(f"{r['config']:<14} {r['size']:>4} {r['median_s']:>8.3f} {ratio:>6.2f} "
-                    f"{r['peak_mib']:>9.0f}")
+        l2_ratio = nan
+        if r["config"].endswith(L2_SUFFIX):
+            l2_ratio = r["median_s"] / times.get((r["config"][:-len(L2_SUFFIX)], r["size"]), nan)
+            r["ratio_to_lambda2_0"] = round(l2_ratio, 3)
+        l2_text = f"{l2_ratio:>7.2f}" if l2_ratio == l2_ratio else f"{'':>7}"
+        rows.append(f"{r['config']:<16} {r['size']:>4} {r['median_s']:>8.3f} {ratio:>6.2f} "
+                    f"{l2_text} {r['peak_mib']:>9.0f}")
     return "\n".join(rows)
 
 

@@ -1,8 +1,126 @@
-"""How tensors are fake-quantized: PACT's output over its learned [0, alpha], fixed pixel ranges."""
+"""How tensors are fake-quantized: PACT's output over its learned [0, alpha], fixed pixel ranges,
+and the gradient every fake quant of the QAT scheme uses.
+
+The saliency L1 term of the paper's Algorithm 2 (``lambda2 * ||S||_1``, S = dCE/dX) is trained
+by double backprop: the input gradient S is differentiated again with respect to the weights.
+In a QAT model S passes backwards through every fake quant, i.e. through TensorFlow's
+``FakeQuantWithMinMax*Gradient`` ops, which TensorFlow declares not differentiable: the outer
+gradient silently drops every path through them (no error, a wrong gradient). Here each fake
+quant keeps TensorFlow's own forward op (``tf.quantization.fake_quant_with_min_max_vars``,
+``..._per_channel``, ``..._args``: the same values bit for bit, and the ops the TFLite
+converter reads its int8 ranges from) and gets, through ``tf.custom_gradient``, the same
+straight-through estimator as TensorFlow's gradient op, written as ``dy * inside`` with a
+constant 0/1 mask taken from that op: its derivative with respect to ``dy`` is the mask, so a
+second derivative exists.
+
+TF-MOT's quantizers (``LastValueQuantizer`` per-channel for Conv/Depthwise kernels and
+per-tensor for Dense, ``MovingAverageQuantizer`` and ``AllValuesQuantizer`` for activations,
+``FixedQuantizer``) and the layout transforms that create them all reach TensorFlow's op
+through two functions of ``quant_ops``: ``_FakeQuantWithMinMaxVars`` and ``FixedQuantize``.
+:func:`install` points those two at the versions below, which is one seam instead of a
+parallel copy of every TF-MOT quantizer, config and transform (and QAT models saved before
+keep loading). A test pins the two names and their signatures.
+"""
+import contextlib
+
 import tensorflow as tf
-from tensorflow_model_optimization.python.core.quantization.keras import quantizers
+from tensorflow_model_optimization.python.core.quantization.keras import quant_ops, quantizers
 
 from kvasir_tf.pact import DEPLOY_BITS
+
+_STOCK = {"_FakeQuantWithMinMaxVars": quant_ops._FakeQuantWithMinMaxVars,
+          "FixedQuantize": quant_ops.FixedQuantize}
+_state = {"differentiable": True}
+
+
+def _split_by_sign(x, inside):
+    """(below, above) masks of the pixels outside the nudged range; TensorFlow nudges every
+    range so that 0 is exactly representable, so an outside value is below it iff < 0."""
+    outside = 1.0 - inside
+    below = outside * tf.cast(x < 0.0, x.dtype)
+    return below, outside - below
+
+
+def fake_quant_vars(x, lo, hi, num_bits=DEPLOY_BITS, narrow_range=False, per_channel=False):
+    """``tf.quantization.fake_quant_with_min_max_vars(_per_channel)`` with a twice-differentiable
+    STE gradient (module docstring); ``lo``/``hi`` are scalars, or [channels] if per_channel."""
+    fq = (tf.quantization.fake_quant_with_min_max_vars_per_channel if per_channel
+          else tf.quantization.fake_quant_with_min_max_vars)
+    x, lo, hi = (tf.convert_to_tensor(v, tf.float32) for v in (x, lo, hi))
+    if not _state["differentiable"]:
+        return fq(x, lo, hi, num_bits=num_bits, narrow_range=narrow_range)
+    stock_grad = (tf.quantization.fake_quant_with_min_max_vars_per_channel_gradient if per_channel
+                  else tf.quantization.fake_quant_with_min_max_vars_gradient)
+
+    @tf.custom_gradient
+    def _fq(x, lo, hi):
+        y = fq(x, lo, hi, num_bits=num_bits, narrow_range=narrow_range)
+
+        def grad(dy):
+            inside = tf.stop_gradient(stock_grad(tf.ones_like(x), x, lo, hi, num_bits=num_bits,
+                                                 narrow_range=narrow_range)[0])
+            below, above = _split_by_sign(x, inside)
+            axes = list(range(len(x.shape) - 1)) if per_channel else None
+            return (dy * inside, tf.reduce_sum(dy * below, axis=axes),
+                    tf.reduce_sum(dy * above, axis=axes))
+
+        return y, grad
+
+    return _fq(x, lo, hi)
+
+
+def fake_quant_args(x, lo, hi, num_bits=DEPLOY_BITS, narrow_range=False):
+    """``tf.quantization.fake_quant_with_min_max_args`` (a fixed range) with the same gradient."""
+    x = tf.convert_to_tensor(x, tf.float32)
+    kw = dict(min=float(lo), max=float(hi), num_bits=num_bits, narrow_range=narrow_range)
+    if not _state["differentiable"]:
+        return tf.quantization.fake_quant_with_min_max_args(x, **kw)
+
+    @tf.custom_gradient
+    def _fq(x):
+        y = tf.quantization.fake_quant_with_min_max_args(x, **kw)
+
+        def grad(dy):
+            return dy * tf.stop_gradient(
+                tf.quantization.fake_quant_with_min_max_args_gradient(tf.ones_like(x), x, **kw))
+
+        return y, grad
+
+    return _fq(x)
+
+
+def _tfmot_fake_quant(inputs, min_var, max_var, per_channel, num_bits, narrow_range):
+    """Drop-in for ``quant_ops._FakeQuantWithMinMaxVars`` (same signature and checks)."""
+    if per_channel:
+        assert len(min_var.get_shape()) == 1 and len(max_var.get_shape()) == 1
+    else:
+        assert min_var.get_shape() == [] and max_var.get_shape() == []  # noqa: PLC1901
+    return fake_quant_vars(inputs, min_var, max_var, num_bits, narrow_range, per_channel)
+
+
+def _tfmot_fixed_quantize(inputs, init_min=-6.0, init_max=6.0, scope=None, narrow_range=False):
+    """Drop-in for ``quant_ops.FixedQuantize`` (same signature, 8 bits as there)."""
+    with tf.name_scope(scope or "FixedQuantize"):
+        return fake_quant_args(inputs, init_min, init_max, narrow_range=narrow_range)
+
+
+def install():
+    """Route every TF-MOT fake quant through the twice-differentiable versions (idempotent)."""
+    quant_ops._FakeQuantWithMinMaxVars = _tfmot_fake_quant
+    quant_ops.FixedQuantize = _tfmot_fixed_quantize
+
+
+@contextlib.contextmanager
+def stock_gradients():
+    """TensorFlow's own FakeQuant gradient ops inside the block (tests compare against them)."""
+    _state["differentiable"] = False
+    try:
+        yield
+    finally:
+        _state["differentiable"] = True
+
+
+install()
 
 
 @tf.keras.utils.register_keras_serializable(package="kvasir_tf")
@@ -17,8 +135,8 @@ class PACTOutputQuantizer(quantizers.Quantizer):
         return {}
 
     def __call__(self, inputs, training, weights, **kwargs):
-        return tf.quantization.fake_quant_with_min_max_vars(
-            inputs, 0.0, self._pact.alpha, num_bits=DEPLOY_BITS, narrow_range=False)
+        alpha = tf.convert_to_tensor(self._pact.alpha)
+        return fake_quant_vars(inputs, tf.zeros_like(alpha), alpha, DEPLOY_BITS, narrow_range=False)
 
     def get_config(self):
         return {}
