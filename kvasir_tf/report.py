@@ -200,8 +200,9 @@ def _markdown(rows, title, context, heads, tests, summary, n_seeds) -> str:
         md += ["## Paired comparisons on the same test images (McNemar's exact test)", "",
                paired_table(tests), "",
                "only A/B right: test images exactly one of the two rows classifies correctly; p: "
-               "two-sided exact binomial test of those against an even split. p >= 0.05 means the "
-               "difference is within what chance produces on this test set.", ""]
+               "two-sided exact binomial test of those against an even split. p >= 0.05: this test set "
+               "cannot tell the two rows apart at the 5 % level (and with many pairs, a few p < 0.05 "
+               "are expected by chance alone).", ""]
     if summary:
         md += [f"## Across {n_seeds} seeds (each seed its own split and training)", "",
                seed_table(summary), "",
