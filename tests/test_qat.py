@@ -7,6 +7,7 @@ import tensorflow as tf
 
 from kvasir_tf import qat as q
 from kvasir_tf.model_io import load_model, save_model
+from kvasir_tf.qat import quantizers as qz
 from kvasir_tf.qat.configs import PACTQuantizeConfig
 from kvasir_tf.errors import KvasirError
 from kvasir_tf.model import Preprocess, build_mobilenetv2
@@ -222,3 +223,137 @@ def test_layout_transforms_follow_tfmot():
     expected[expected.index("InputLayerQuantize")] = "FixedRangeInputLayerQuantize"
     expected.insert(expected.index("Conv2DReshapeBatchNormQuantize"), "ConvBatchNormPACTQuantize")
     assert ours == expected
+
+
+# ----------------------------------------------------------------------------- twice-differentiable STE
+def _boundary_inputs(shape=(6, 5, 4), seed=0):
+    """Values inside, outside and exactly on the quantization grid and the range's ends."""
+    x = np.random.default_rng(seed).uniform(-2.5, 3.5, shape).astype("float32")
+    x.flat[:6] = [-1.0, 1.5, 0.0, -1.0039216, 1.5058824, 2.0]
+    return tf.constant(x)
+
+
+FAKE_QUANTS = {  # name -> (ours, TensorFlow's op with the same arguments)
+    "vars": (lambda x: qz.fake_quant_vars(x, -1.0, 1.5),
+             lambda x: tf.quantization.fake_quant_with_min_max_vars(x, -1.0, 1.5)),
+    "vars_narrow_4bit": (lambda x: qz.fake_quant_vars(x, -1.0, 1.5, num_bits=4, narrow_range=True),
+                         lambda x: tf.quantization.fake_quant_with_min_max_vars(
+                             x, -1.0, 1.5, num_bits=4, narrow_range=True)),
+    "per_channel": (lambda x: qz.fake_quant_vars(x, [-1.0, -0.5, 0.2, -2.0], [1.5, 0.5, 2.0, 0.0],
+                                                 per_channel=True),
+                    lambda x: tf.quantization.fake_quant_with_min_max_vars_per_channel(
+                        x, [-1.0, -0.5, 0.2, -2.0], [1.5, 0.5, 2.0, 0.0])),
+    "args": (lambda x: qz.fake_quant_args(x, -1.0, 1.5),
+             lambda x: tf.quantization.fake_quant_with_min_max_args(x, -1.0, 1.5)),
+}
+
+
+def _double_backprop(fq, x, w):
+    """(output, dL/dx, d sum|dL/dx| / dw) for L = sum(sin(fq(x * w)) * c)."""
+    with tf.GradientTape() as outer:
+        with tf.GradientTape() as inner:
+            inner.watch(x)
+            h = fq(x * w)
+            loss = tf.reduce_sum(tf.sin(h) * tf.range(1.0, 5.0))
+        g = inner.gradient(loss, x)
+        l1 = tf.reduce_sum(tf.abs(g))
+    return h.numpy(), g.numpy(), outer.gradient(l1, w).numpy()
+
+
+@pytest.mark.parametrize("name", list(FAKE_QUANTS))
+def test_fake_quant_forward_and_gradient_are_tensorflows_and_a_second_derivative_exists(name):
+    ours, stock = FAKE_QUANTS[name]
+    x, w = _boundary_inputs(), tf.Variable(np.float32([1.0, 0.9, 1.1, 1.3]))
+    y, g, gg = _double_backprop(ours, x, w)
+    y_tf, g_tf, gg_tf = _double_backprop(stock, x, w)
+    np.testing.assert_array_equal(y, y_tf)              # forward: TensorFlow's op, bit for bit
+    np.testing.assert_array_equal(g, g_tf)              # first derivative: TensorFlow's STE
+    # Second derivative: that of the same STE written with plain ops (forward held constant,
+    # TensorFlow's gradient mask taken as a constant): y = c + (h - stop(h)) * mask.
+    def plain(h):
+        with tf.GradientTape() as t:
+            t.watch(h)
+            out = stock(h)
+        mask = tf.stop_gradient(t.gradient(out, h))
+        return tf.stop_gradient(out) + (h - tf.stop_gradient(h)) * mask
+
+    _, g_plain, gg_plain = _double_backprop(plain, x, w)
+    np.testing.assert_array_equal(g, g_plain)
+    np.testing.assert_allclose(gg, gg_plain, rtol=1e-5, atol=1e-6)
+    assert np.abs(gg).max() > 1e-3 and np.abs(gg - gg_tf).max() > 1e-3  # TF drops these paths
+
+
+def test_fake_quant_range_gradients_equal_tensorflows():
+    x = _boundary_inputs()
+    lo, hi = tf.Variable(-1.0), tf.Variable(1.5)
+    los, his = tf.Variable([-1.0, -0.5, 0.2, -2.0]), tf.Variable([1.5, 0.5, 2.0, 0.0])
+    for per_channel, (a, b) in ((False, (lo, hi)), (True, (los, his))):
+        grads = []
+        for differentiable in (True, False):
+            with tf.GradientTape() as tape:
+                ctx = qz.stock_gradients() if not differentiable else _nullcontext()
+                with ctx:
+                    y = qz.fake_quant_vars(x, a, b, per_channel=per_channel)
+                loss = tf.reduce_sum(y * tf.range(1.0, 5.0))
+            grads.append([v.numpy() for v in tape.gradient(loss, [a, b])])
+        for ours, theirs in zip(*grads):
+            np.testing.assert_allclose(ours, theirs, rtol=1e-6)
+        assert np.abs(grads[0][0]).sum() > 0 and np.abs(grads[0][1]).sum() > 0
+
+
+def _nullcontext():
+    import contextlib
+    return contextlib.nullcontext()
+
+
+def test_tfmot_fake_quants_are_routed_through_ours():
+    """The two TF-MOT functions every quantizer reaches; a TF-MOT change fails here first."""
+    import inspect
+    from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
+    assert quant_ops._FakeQuantWithMinMaxVars is qz._tfmot_fake_quant
+    assert quant_ops.FixedQuantize is qz._tfmot_fixed_quantize
+    for name, stock in qz._STOCK.items():
+        assert inspect.signature(stock) == inspect.signature(getattr(quant_ops, name)), name
+    # and a QAT model's quantizers use them: its input gradient passes our custom gradient
+    model = q.apply_qat(tiny_model(), "pact")
+    graph = tf.function(lambda x: model(x, training=True)).get_concrete_function(
+        tf.TensorSpec([1, 8, 8, 3])).graph
+    types = [op.type for op in graph.get_operations()]
+    assert types.count("IdentityN") >= 3      # input, conv kernel (per channel), PACT output
+    assert "FakeQuantWithMinMaxArgs" in types and "FakeQuantWithMinMaxVarsPerChannel" in types
+
+
+def test_converted_int8_model_is_unchanged_by_the_gradient(tmp_path, shared_data):
+    """convert() of the same tiny PACT-QAT classifier with TensorFlow's FakeQuant gradient and
+    with ours: same ops, same tensor scales/zero points, same outputs on real images."""
+    from kvasir_tf.convert import convert
+    from kvasir_tf.data.pipeline import load_images
+    from kvasir_tf.runtime import TFLiteModel
+    tf.keras.utils.set_random_seed(0)
+    inp = tf.keras.Input((32, 32, 3))
+    x = Preprocess()(inp)
+    x = tf.keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(x)
+    x = PACT(alpha_init=3.0)(tf.keras.layers.BatchNormalization()(x))
+    x = tf.keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
+    x = PACT(alpha_init=3.0)(tf.keras.layers.BatchNormalization()(x))
+    x = tf.keras.layers.GlobalAveragePooling2D()(x)
+    out = tf.keras.layers.Dense(2, activation="softmax")(x)
+    qat = q.apply_qat(tf.keras.Model(inp, out), "pact")    # every quantizer kind of the scheme
+    train_pixels = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
+    qat(train_pixels, training=True)  # learned ranges, as after training
+    images = load_images(sorted((shared_data / "kvasir-seg" / "images").glob("*.jpg"))[:16], 32)
+    results = {}
+    for name in ("stock", "ours"):
+        ctx = qz.stock_gradients() if name == "stock" else _nullcontext()
+        with ctx:
+            res = convert(qat, tmp_path / f"{name}.tflite", "int8", class_names=["a", "b"],
+                          verbose=False)
+        m = TFLiteModel(res.tflite_path)
+        quant = [(d["quantization_parameters"]["scales"].tolist(),
+                  d["quantization_parameters"]["zero_points"].tolist(), d["shape"].tolist())
+                 for d in m.interpreter.get_tensor_details()]
+        results[name] = (res.ops, quant, m.predict(images))
+    assert results["ours"][0] == results["stock"][0]
+    assert results["ours"][1] == results["stock"][1]
+    np.testing.assert_array_equal(results["ours"][2], results["stock"][2])
+    assert np.ptp(results["ours"][2]) > 0 and len(results["ours"][1]) > 10
