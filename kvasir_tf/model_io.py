@@ -39,6 +39,19 @@ def save_model(model: tf.keras.Model, path) -> Path:
 TRUST_FLAG = "--trust-model"
 
 
+def _layer_nodes(config):
+    """Every ``{"class_name": ..., "config": ...}`` node of a stored Keras model config."""
+    stack = [config]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, dict):
+            if isinstance(node.get("class_name"), str) and "config" in node:
+                yield node
+            stack.extend(node.values())
+        elif isinstance(node, list):
+            stack.extend(node)
+
+
 def h5_lambda_layers(path) -> list:
     """Names of the Lambda layers in an .h5 model's stored config (no code is run to find them)."""
     import h5py
@@ -50,19 +63,8 @@ def h5_lambda_layers(path) -> list:
     if raw is None:
         return []
     config = json.loads(raw.decode() if isinstance(raw, bytes) else raw)
-    found = []
-
-    def walk(node):
-        if isinstance(node, dict):
-            if node.get("class_name") == "Lambda":
-                found.append((node.get("config") or {}).get("name", "?"))
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-    walk(config)
-    return found
+    return [(n.get("config") or {}).get("name", "?") for n in _layer_nodes(config)
+            if n["class_name"] == "Lambda"]
 
 
 def load_model(path, compile: bool = False, *, trust_model: bool = False) -> tf.keras.Model:
@@ -142,22 +144,8 @@ def unknown_classes(path: Path) -> list:
     with tfmot.quantization.keras.quantize_scope(custom_objects()) as scope:
         for objects in getattr(scope, "custom_objects", []):
             known |= set(objects)
-    found = set()
-
-    def walk(node):
-        if isinstance(node, dict):
-            name = node.get("class_name")
-            if isinstance(name, str) and "config" in node:
-                if not _known_class(name, node.get("registered_name") or name, known):
-                    found.add(name)
-            for v in node.values():
-                walk(v)
-        elif isinstance(node, list):
-            for v in node:
-                walk(v)
-
-    walk(config)
-    return sorted(found)
+    return sorted({n["class_name"] for n in _layer_nodes(config)
+                   if not _known_class(n["class_name"], n.get("registered_name") or n["class_name"], known)})
 
 
 def image_size_of(model) -> int:

@@ -73,6 +73,24 @@ def run_once(content: bytes, image: np.ndarray) -> np.ndarray:
     return dequantize_output(it.get_tensor(out["index"]), out)
 
 
+def raw_runner(model_path=None, model_content=None, reference=False):
+    """(run, output quantization): ``run(q)`` feeds the input tensor as stored (int8 for a device
+    model) and returns the output tensor as stored; for golden vectors and bit-exact checks.
+    ``reference``: LiteRT's reference kernels (what TFLM is compared against)."""
+    from ai_edge_litert.interpreter import Interpreter, OpResolverType
+    kwargs = {"experimental_op_resolver_type": OpResolverType.BUILTIN_REF} if reference else {}
+    it = Interpreter(model_path=str(model_path) if model_path else None, model_content=model_content,
+                     **kwargs)
+    it.allocate_tensors()
+    inp, out = it.get_input_details()[0], it.get_output_details()[0]
+
+    def run(q):
+        it.set_tensor(inp["index"], np.ascontiguousarray(q, inp["dtype"]))
+        it.invoke()
+        return it.get_tensor(out["index"]).copy()
+    return run, out["quantization"]
+
+
 class TFLiteModel:
     """A .tflite (with its checked sidecar, when present) mapping uint8 pixels [N,S,S,3] to probabilities.
 

@@ -78,17 +78,8 @@ def frame_cases(images):
 
 
 def tflite_runner(tflite):
-    from kvasir_tf.runtime import make_interpreter
-    it = make_interpreter(model_path=str(tflite))
-    it.allocate_tensors()
-    inp, out = it.get_input_details()[0], it.get_output_details()[0]
-
-    def run(q):
-        it.set_tensor(inp["index"], q)
-        it.invoke()
-        return it.get_tensor(out["index"])
-
-    return run, out["quantization"]
+    from kvasir_tf.runtime import raw_runner
+    return raw_runner(tflite)
 
 
 @pytest.fixture(scope="module")
