@@ -186,6 +186,8 @@ def _write(out_dir, folded, side, ops, fold_info, arena, check, report, frame) -
     model_path.write_bytes(folded)
     micro_side = dict(side, tflite=MODEL_NAME, sha256=artifact.sha256_file(model_path),
                       size_bytes=len(folded), ops={op: ops.count(op) for op in sorted(set(ops))})
+    if fold_info.get("per_tensor"):
+        micro_side["weight_granularity"] = f"per-tensor ({fold_info['per_tensor']['mode']})"
     micro_side["micro"] = {"fold": fold_info, "arena": arena, "board": report["board"],
                            "input_tensor_quantization": (
                                {"scale": fold_info["input_tensor_scale"], "zero_point": 0,
