@@ -8,7 +8,6 @@ the share of the layer's inputs at or above alpha on the test images (clipped). 
 """
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import numpy as np
