@@ -29,8 +29,8 @@ import tensorflow as tf  # noqa: E402
 REPO = Path(__file__).resolve().parents[1]
 ARGS = ["--mode", "sgt-pact-qat", "--image-size", "32", "--alpha", "0.35", "--epochs", "2",
         "--batch-size", "8", "--seed", "3", "--bn-momentum", "0.9", "--lr", "1e-3", "--progress", "0"]
-# Hang guards only: the three processes need ~4.5 CPU minutes (~2.5 minutes on 2 idle cores), but
-# each also waits on the other workers, which a busy machine stretches (15 minutes at load 20).
+# Hang guards only: the three processes need ~5.5 CPU minutes (~3 minutes on 2 idle cores), but
+# each also waits on the other workers, which a busy machine stretches (22 minutes at load 20).
 TIMEOUT_S = 1500
 pytestmark = pytest.mark.timeout(TIMEOUT_S + 120)
 
