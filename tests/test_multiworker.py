@@ -31,7 +31,7 @@ ARGS = ["--mode", "sgt-pact-qat", "--image-size", "32", "--alpha", "0.35", "--ep
         "--batch-size", "8", "--seed", "3", "--bn-momentum", "0.9", "--lr", "1e-3", "--progress", "0"]
 # Hang guards only: the three processes need ~5.5 CPU minutes (~3 minutes on 2 idle cores), but
 # each also waits on the other workers, which a busy machine stretches (22 minutes at load 20).
-TIMEOUT_S = 1500
+TIMEOUT_S = 2400
 pytestmark = pytest.mark.timeout(TIMEOUT_S + 120)
 
 # Runs `python -m kvasir_tf.train ARGV...`, copying the scratch directory of a non-chief worker
