@@ -164,14 +164,14 @@ def seg_images(seg_dir, run_dir, size: int, limit=None) -> ImageSet:
     split = load_manifest(run_dir)
     groups = read_groups(split.root, split.test) or {}
     sources = {g for rel, g in groups.items() if g != rel}
-    notes = []
     if sources:
         samples = [s for s in samples if Path(s.image).stem in sources]
-        notes.append(f"{len(samples)} frames whose patches are in the test split (none seen in training)")
+        note = f"of {len(samples)} frames whose patches are in the test split (none seen in training)"
     else:
-        notes.append("the run was not trained on Kvasir-SEG patches: all frames used")
+        note = f"of all {len(samples)} frames (the run was not trained on Kvasir-SEG patches)"
     if limit:
         samples = samples[:limit]
+    notes = [f"The first {len(samples)} {note}."]
     names = list(split.class_names)
     label = names.index("polyp") if "polyp" in names else -1
     images, masks = _load([s.image for s in samples], [s.mask for s in samples], size, False)
