@@ -244,6 +244,14 @@ def _load(source, out_path, data_dir, trust_model=False) -> rundir.Source:
     return rundir.load_source(source, data_dir=data_dir, trust_model=trust_model)
 
 
+def _check_ptq_options(mode, qat, per_tensor, debug_report):
+    if per_tensor and (not mode.integer or qat):
+        raise KvasirError("--per-tensor applies to post-training --int8 of a float model only")
+    if debug_report and (not mode.integer or qat):
+        raise KvasirError("--debug-report is for post-training int8 quantization of a float model; "
+                          "drop it for QAT models and float/fp16/dynamic conversions")
+
+
 def _flatbuffer(model, mode, *, qat, per_tensor, rep_source, calibrate, notes):
     """(TFLite bytes, Calibration or None): a QAT model tries its learned ranges alone first."""
     if mode.integer and qat:
@@ -295,11 +303,7 @@ def convert(source, out_path=None, mode="int8", *, representative=None, num_cali
     out.check_free(force)
 
     qat = is_qat_model(model)
-    if per_tensor and (not mode.integer or qat):
-        raise KvasirError("--per-tensor applies to post-training --int8 of a float model only")
-    if debug_report and (not mode.integer or qat):
-        raise KvasirError("--debug-report is for post-training int8 quantization of a float model; "
-                          "drop it for QAT models and float/fp16/dynamic conversions")
+    _check_ptq_options(mode, qat, per_tensor, debug_report)
     rep_source = next((r for r in (representative, manifest, src.split) if r is not None), None)
 
     def calibrate():

@@ -80,20 +80,11 @@ def test_a_changed_byte_fails(golden_test, shared_data, tmp_path):
 def test_model_top1_and_serial_lines(golden_test, shared_data, tmp_path):
     """A real int8 model's outputs: C++ top-1 = the reference's, and the lines parse."""
     from tests import convert_fixtures as cf
-    from kvasir_tf.runtime import make_interpreter
-    tflite = cf.converted("int8")
-    interp = make_interpreter(model_path=str(tflite))
-    interp.allocate_tensors()
-    inp, out = interp.get_input_details()[0], interp.get_output_details()[0]
-
-    def run_model(q):
-        interp.set_tensor(inp["index"], q)
-        interp.invoke()
-        return interp.get_tensor(out["index"])
-
+    from kvasir_tf.runtime import raw_runner
+    run_model, output_map = raw_runner(cf.converted("int8"))
     cases = camera_cases(real_rgb(shared_data, 3))
     folder = golden.write_golden(tmp_path / "gm", cases, size=cf.SIZE, run_model=run_model,
-                                 output_map=out["quantization"])
+                                 output_map=output_map)
     res = run(golden_test, folder)
     assert res.returncode == 0, res.stdout[-2000:]
     summary = device_logs.parse_serial(res.stdout)

@@ -1,4 +1,4 @@
-"""CLI: python -m kvasir_tf.micro RUN_DIR|MODEL.tflite --out DIR --board nano33ble|esp32s3."""
+"""CLI: kvasir-micro (python -m kvasir_tf.micro) RUN_DIR|MODEL.tflite --out DIR --board nano33ble|esp32s3."""
 from __future__ import annotations
 
 import argparse
@@ -9,7 +9,7 @@ from kvasir_tf.micro.budgets import BOARDS
 
 
 def _parser():
-    p = argparse.ArgumentParser(prog="python -m kvasir_tf.micro", description=__doc__.splitlines()[0])
+    p = argparse.ArgumentParser(prog="kvasir-micro", description=__doc__.splitlines()[0])
     p.add_argument("source", help="a run directory (converted to int8 here) or an int8 .tflite with its sidecar")
     p.add_argument("--out", required=True, help="folder for the model, C array, model_settings.h, op resolver, reports")
     p.add_argument("--board", choices=list(BOARDS), default="nano33ble")

@@ -106,16 +106,9 @@ def run_tflm(content: bytes, inputs: np.ndarray, arena: int) -> np.ndarray:
 
 def run_reference(content: bytes, inputs: np.ndarray) -> np.ndarray:
     """int8 outputs of LiteRT with its reference kernels (BUILTIN_REF), the TFLM comparison."""
-    from ai_edge_litert.interpreter import Interpreter, OpResolverType
-    it = Interpreter(model_content=content, experimental_op_resolver_type=OpResolverType.BUILTIN_REF)
-    it.allocate_tensors()
-    i, o = it.get_input_details()[0], it.get_output_details()[0]
-    outs = []
-    for x in inputs:
-        it.set_tensor(i["index"], np.ascontiguousarray(x[None], np.int8))
-        it.invoke()
-        outs.append(it.get_tensor(o["index"]).reshape(-1).copy())
-    return np.asarray(outs)
+    from kvasir_tf.runtime import raw_runner
+    run, _ = raw_runner(model_content=content, reference=True)
+    return np.asarray([run(x[None]).reshape(-1) for x in inputs])
 
 
 def first_conv_output(content: bytes, inputs: np.ndarray) -> np.ndarray:
