@@ -242,7 +242,7 @@ def write_reports(rows: dict, out_dir, *, title="kvasir_tf comparison", context=
 MARKERS = "osD^vPX*h<>pd8H"
 FORMAT_COLOURS = {"float": "tab:blue", "fp16": "tab:cyan", "dynamic": "tab:purple", "int8": "tab:red"}
 DODGE_PT = 7.0          # points drawn this far apart when their x values (nearly) coincide
-NEAR_X = 0.03           # "nearly": within this fraction of the x range
+NEAR_X = 0.03           # "nearly": neighbours within this fraction of the x range
 
 
 def _dodge(xs) -> list:
@@ -250,7 +250,7 @@ def _dodge(xs) -> list:
     span = (max(xs) - min(xs)) or 1.0
     offsets, cluster = [0.0] * len(xs), []
     for i in sorted(range(len(xs)), key=lambda j: xs[j]) + [None]:
-        if i is not None and cluster and xs[i] - xs[cluster[0]] <= NEAR_X * span:
+        if i is not None and cluster and xs[i] - xs[cluster[-1]] <= NEAR_X * span:
             cluster.append(i)
             continue
         for j, c in enumerate(cluster):
