@@ -17,7 +17,7 @@ import shutil
 import sys
 from pathlib import Path
 
-from kvasir_tf import artifact
+from kvasir_tf import artifact, rundir
 from kvasir_tf.device_preprocessing import input_map
 from kvasir_tf.errors import KvasirError, cli
 
@@ -44,10 +44,10 @@ def find_model(source) -> Path:
         return src
     if not src.is_dir():
         raise KvasirError(f"{src}: no such file or folder; pass runs/NAME, runs/NAME/export or a .tflite")
-    folder = src / "export" if (src / "export").is_dir() else src
+    folder = src / rundir.EXPORT_DIR if (src / rundir.EXPORT_DIR).is_dir() else src
     models = _int8_models(folder)
     if not models:
-        raise KvasirError(f"{folder}: no int8 .tflite with a sidecar; convert first: tools/convert.py RUN --int8")
+        raise KvasirError(f"{folder}: no int8 .tflite with a sidecar; convert first: kvasir-convert RUN --int8")
     if len(models) > 1:
         raise KvasirError(f"{folder}: several int8 models ({', '.join(m.name for m in models)}); pass one .tflite")
     return models[0]
@@ -56,8 +56,8 @@ def find_model(source) -> Path:
 def _default_test_image(model: Path) -> Path | None:
     """The first test-split image of the run the model was exported from, when it is here."""
     from kvasir_tf.data.split import load_manifest
-    run = model.parent.parent if model.parent.name == "export" else model.parent
-    if not (run / "split.json").is_file():
+    run = rundir.run_dir_of(model)
+    if run is None:
         return None
     try:
         paths = load_manifest(run).paths("test")

@@ -20,6 +20,7 @@ from kvasir_tf.errors import KvasirError, first_line
 from kvasir_tf.qat import custom_objects, normalize_wrappers
 from kvasir_tf.file_types import HDF5_MAGIC, KERAS_ZIP_MAGIC, head as file_head, is_tflite_bytes
 MODEL_SUFFIXES = (".keras", ".h5")
+KERAS_ZIP_CONFIG = "config.json"     # the model config inside a .keras zip (not a run's config.json)
 
 
 def save_model(model: tf.keras.Model, path) -> Path:
@@ -104,7 +105,7 @@ def load_keras_file(path, *, trust_model: bool = False) -> tf.keras.Model:
         raise KvasirError(f"{path} is not a Keras model file (.keras zip or .h5); pass the "
                           "checkpoint written by training (runs/NAME/checkpoints/best.keras)")
     is_zip = head.startswith(KERAS_ZIP_MAGIC)
-    if is_zip and "config.json" not in _zip_names(path):
+    if is_zip and KERAS_ZIP_CONFIG not in _zip_names(path):
         raise KvasirError(f"{path} is a zip file but not a Keras model (no config.json inside); "
                           "pass runs/NAME/checkpoints/best.keras")
     try:
@@ -137,7 +138,7 @@ def unknown_classes(path: Path) -> list:
     """Layer class names in a .keras config that neither Keras nor kvasir_tf can build."""
     try:
         with zipfile.ZipFile(path) as z:
-            config = json.loads(z.read("config.json"))
+            config = json.loads(z.read(KERAS_ZIP_CONFIG))
     except (KeyError, ValueError, zipfile.BadZipFile):
         return []
     known = {"Functional", "Sequential", "Model"}
