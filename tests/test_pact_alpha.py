@@ -5,7 +5,8 @@ run trains MobileNetV2 alpha 0.35 at 32 px on the tiny synthetic dataset of test
 """
 import json
 import math
-from pathlib import Path
+import subprocess
+import sys
 
 import numpy as np
 import pytest
@@ -115,8 +116,11 @@ def test_alphas_from_statistics_equal_the_percentile(real_images, wrap):
     want = _independent_percentiles(model, real_images, 99.0)
     got = alpha_init.init_alphas(model, real_images, 99.0)
     assert len(want) == 35 and got.keys() == want.keys()
+    # A QAT graph run two ways (one probe model vs a sub-model per layer) can round an upstream
+    # fake quant one step apart on a few values, which moves a percentile by well under 1 %.
+    rel = 1e-2 if wrap else 1e-4
     for name, value in want.items():
-        assert got[name] == pytest.approx(max(value, alpha_init.ALPHA_FLOOR), rel=1e-4), name
+        assert got[name] == pytest.approx(max(value, alpha_init.ALPHA_FLOOR), rel=rel), name
     live = dict(zip(got, (float(a.numpy()) for a in qat.pact_alphas(model))))
     assert live == pytest.approx(got, rel=1e-6)
     assert len({round(v, 3) for v in got.values()}) > 20  # one level per layer, not one for all
@@ -162,12 +166,16 @@ def finetuned(tmp_path_factory):
     data = synthetic.generate(work / "data", per_class=5, size=40, seed=0)
     # --bn-momentum 0: the float run's inference statistics are its last batch's, so its layers
     # have real activation ranges after 6 steps (at 0.9 they shrink towards zero layer by layer).
-    src = T.train(C.config_from_args(T.parser().parse_args(
-        ["--mode", "float", "--data-dir", str(data), "--epochs", "2", *TINY, "--bn-momentum", "0",
-         "--out", str(work / "float")])))
-    run = T.train(C.config_from_args(T.parser().parse_args(
-        ["--mode", "pact-qat", "--init-from", str(src), "--epochs", "2", *TINY, "--out", str(work / "pact")])))
-    return Path(src), Path(run)
+    # In fresh processes, as a user runs them: state that other tests leave in this process's
+    # TensorFlow must not change what the runs learn.
+    src, run = work / "float", work / "pact"
+    for args in (["--mode", "float", "--data-dir", str(data), "--epochs", "2", *TINY, "--bn-momentum", "0",
+                  "--out", str(src)],
+                 ["--mode", "pact-qat", "--init-from", str(src), "--epochs", "2", *TINY, "--out", str(run)]):
+        done = subprocess.run([sys.executable, "-m", "kvasir_tf.train", *args], capture_output=True,
+                              text=True, timeout=900)
+        assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    return src, run
 
 
 def test_finetuned_alphas_start_at_and_follow_the_activation_ranges(finetuned):
