@@ -99,13 +99,6 @@ def latency(model_path, threads=1, runs=DEFAULT_LATENCY_RUNS, warmup=LATENCY_WAR
             "threads": int(threads), "runtime": "ai-edge-litert (XNNPACK)"}
 
 
-def _load_split(split, data_dir=None):
-    from kvasir_tf.data.split import Split, load_manifest
-    if isinstance(split, Split):
-        return split
-    return load_manifest(split, data_dir=data_dir)
-
-
 def evaluate(model_path, split, subset="test", batch_size=DEFAULT_BATCH, *, out_dir=None,
              data_dir=None, predictor=None, mask_overlays=False) -> dict:
     """Metrics of the artifact on ``split``'s subset (a Split, run dir or split.json).
@@ -113,9 +106,10 @@ def evaluate(model_path, split, subset="test", batch_size=DEFAULT_BATCH, *, out_
     ``mask_overlays`` must be the run's own setting (images are preprocessed as in training).
     """
     from kvasir_tf.metrics import format_report, save_confusion_matrix_png
+    from kvasir_tf.data.split import as_split
     from kvasir_tf.scoring import score
     p = predictor or Predictor(model_path)
-    report = score(p.predict, _load_split(split, data_dir), subset, image_size=p.image_size,
+    report = score(p.predict, as_split(split, data_dir), subset, image_size=p.image_size,
                    class_names=p.class_names, num_classes=p.num_classes, batch_size=batch_size,
                    mask_overlays=mask_overlays, name=str(model_path))
     report.update(model=str(model_path), kind=p.kind)

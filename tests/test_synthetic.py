@@ -7,7 +7,7 @@ import pytest
 
 from kvasir_tf.data.classes import KVASIR_V2_CLASSES
 from kvasir_tf.data.discovery import MASKS_DIRNAME, discover, mask_path
-from kvasir_tf.data.synthetic import (STAMP_NAME, _image_rng, ensure_demo_data, generate, image_name,
+from kvasir_tf.data.synthetic import (STAMP_NAME, image_rng, ensure_demo_data, generate, image_name,
                                       main, render)
 
 PER_CLASS = 3
@@ -56,7 +56,7 @@ def test_layout_counts_and_masks(demo):
 def test_focal_masks_nonempty_and_inside_fov():
     for k in KVASIR_V2_CLASSES:
         for i in range(4):
-            img, mask = render(k, 96, _image_rng(0, k, i))
+            img, mask = render(k, 96, image_rng(0, k, i))
             if k in FOCAL:
                 assert (mask > 0).sum() > 20, (k, i)
             # Circular/octagonal field of view: the four corners are black, the centre is lit.
@@ -83,7 +83,7 @@ def test_classes_are_separable_but_dyed_classes_are_blue():
     for label, k in enumerate(KVASIR_V2_CLASSES):
         ratios = []
         for i in range(n):
-            img, mask = render(k, size, _image_rng(11, k, i))
+            img, mask = render(k, size, image_rng(11, k, i))
             X.append(_features(img))
             y.append(label)
             if mask.any():

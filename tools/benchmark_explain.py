@@ -18,13 +18,11 @@ import tempfile
 import time
 from pathlib import Path
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
-
 import numpy as np
 
-import kvasir_tf  # noqa: F401  (Keras 2 before TensorFlow)
 from kvasir_tf.errors import cli
+
+REPO = Path(__file__).resolve().parents[1]
 
 SEG_IMAGES = REPO.parent / "shared" / "data" / "kvasir-seg" / "images"
 CONFIGS = (("mobilenetv2-1.0-224", 224, 1.0), ("mobilenetv2-0.35-96", 96, 0.35))

@@ -18,10 +18,9 @@ from pathlib import Path
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(REPO))
+import kvasir_tf  # noqa: F401  (Keras 2 before TensorFlow, which the functions below import)
 
-import kvasir_tf  # noqa: E402,F401
+REPO = Path(__file__).resolve().parents[1]
 
 
 def macs(model) -> int:

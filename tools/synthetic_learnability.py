@@ -16,7 +16,7 @@ import cv2
 import numpy as np
 
 from kvasir_tf.data.classes import KVASIR_V2_CLASSES
-from kvasir_tf.data.synthetic import DEMO_SIZE, JPEG_QUALITY, _image_rng
+from kvasir_tf.data.synthetic import DEMO_SIZE, JPEG_QUALITY, image_rng
 from kvasir_tf.data.synthetic_render import render
 from kvasir_tf.preprocessing import preprocess
 
@@ -35,7 +35,7 @@ def main():
     x, y = [], []
     for label, name in enumerate(KVASIR_V2_CLASSES):
         for i in range(a.per_class):
-            rgb, _ = render(name, DEMO_SIZE, _image_rng(a.seed, name, i))
+            rgb, _ = render(name, DEMO_SIZE, image_rng(a.seed, name, i))
             _, jpg = cv2.imencode(".jpg", rgb[..., ::-1], [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             rgb = cv2.imdecode(jpg, cv2.IMREAD_COLOR)[..., ::-1]
             x.append(cv2.resize(rgb, (a.px, a.px), interpolation=cv2.INTER_AREA))

@@ -288,6 +288,11 @@ def save_manifest(split: Split, run_dir_or_file) -> Path:
     return path
 
 
+def as_split(split, data_dir=None) -> Split:
+    """A Split as it is, or the one a manifest (split.json or its run directory) holds."""
+    return split if isinstance(split, Split) else load_manifest(split, data_dir=data_dir)
+
+
 def load_manifest(run_dir_or_file, data_dir=None) -> Split:
     """Reload a saved split; ``data_dir`` replaces the stored dataset root (other machine)."""
     path = _manifest_file(run_dir_or_file)

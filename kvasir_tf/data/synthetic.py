@@ -42,7 +42,7 @@ GENERATOR_VERSION = 1
 JPEG_QUALITY = 92
 
 # ----------------------------------------------------------------------------- dataset
-def _image_rng(seed: int, class_name: str, index: int) -> np.random.Generator:
+def image_rng(seed: int, class_name: str, index: int) -> np.random.Generator:
     return np.random.default_rng([int(seed), zlib.crc32(class_name.encode()), int(index)])
 
 
@@ -78,7 +78,7 @@ def generate(out_dir, per_class: int = DEMO_PER_CLASS, size: int = DEMO_SIZE, se
         for stale in [*img_dir.glob(f"{NAME_PREFIX}*.jpg"), *mask_dir.glob(f"{NAME_PREFIX}*.png")]:
             stale.unlink()
         for i in range(per_class):
-            rgb, mask = render(k, size, _image_rng(seed, k, i))
+            rgb, mask = render(k, size, image_rng(seed, k, i))
             ok, jpg = cv2.imencode(".jpg", cv2.cvtColor(rgb, cv2.COLOR_RGB2BGR),
                                    [cv2.IMWRITE_JPEG_QUALITY, JPEG_QUALITY])
             ok2, png = cv2.imencode(".png", mask)
