@@ -18,12 +18,13 @@ def tool():
 
 @pytest.fixture
 def run(tmp_path):
-    """A run directory with split.json and export/ holding a real int8 model from kvasir_tf.convert."""
+    """A run directory (config.json, split.json) and export/ holding a real int8 model from kvasir_tf.convert."""
     from tests import convert_fixtures as cf
     tflite = cf.converted("int8")
     run = tmp_path / "run"
     (run / "export").mkdir(parents=True)
-    shutil.copy(cf.run_dir() / "split.json", run / "split.json")
+    for name in ("split.json", "config.json"):
+        shutil.copy(cf.run_dir() / name, run / name)
     for src in (tflite, artifact.sidecar_path_for(tflite), tflite.parent / artifact.LABELS_NAME):
         shutil.copy(src, run / "export" / src.name)
     return run
