@@ -23,8 +23,17 @@ from kvasir_tf.errors import cli
 DEMO_EPOCHS = 15
 # QAT runs fine-tune a trained float/SGT model: fewer epochs, a smaller step.
 DEMO_QAT = {"epochs": 6, "lr": 1e-3}
+# Every row but the float16, dynamic-range and SGT float32 files: each conversion costs ~20 s here.
+DEMO_SKIPPED = ("float-fp16", "float-dynamic", "sgt")
+# Saliency summary: test images per class (8 classes, every model, two methods).
+DEMO_SALIENCY_LIMIT = 2
 # --quick: the paper's model only (SGT, then SGT-PACT-QAT fine-tuning).
 QUICK_MODELS = ("sgt-keras", "sgt-pact-qat-keras", "sgt-pact-qat-int8")
+
+
+def demo_models() -> list:
+    from kvasir_tf.compare import select_variants
+    return [v.name for v in select_variants() if v.name not in DEMO_SKIPPED]
 
 
 def prepare_data(data_dir) -> Path:
@@ -45,13 +54,13 @@ def run_demo(out_dir="runs/demo", quick=False) -> dict:
     prepare_data(data_dir)
     print(f"== 2/3 train, convert and evaluate (runs and models under {out_dir})")
     result = compare.run_comparison(out_dir, base_config({"demo": True, "epochs": DEMO_EPOCHS}), qat=DEMO_QAT,
-                                    variants=QUICK_MODELS if quick else None)
+                                    variants=QUICK_MODELS if quick else demo_models())
     print("== 3/3 report")
     print(result["files"]["markdown"].read_text())
     for f in [result["files"]["markdown"], result["files"]["json"], *result["files"]["plots"]]:
         print(f"wrote {f}")
     from kvasir_tf.explain.hook import saliency_summary
-    print(saliency_summary(out_dir))
+    print(saliency_summary(out_dir, limit=DEMO_SALIENCY_LIMIT))
     return result
 
 
