@@ -329,16 +329,8 @@ def test_converted_int8_model_is_unchanged_by_the_gradient(tmp_path, shared_data
     from kvasir_tf.convert import convert
     from kvasir_tf.data.pipeline import load_images
     from kvasir_tf.runtime import TFLiteModel
-    tf.keras.utils.set_random_seed(0)
-    inp = tf.keras.Input((32, 32, 3))
-    x = Preprocess()(inp)
-    x = tf.keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(x)
-    x = PACT(alpha_init=3.0)(tf.keras.layers.BatchNormalization()(x))
-    x = tf.keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
-    x = PACT(alpha_init=3.0)(tf.keras.layers.BatchNormalization()(x))
-    x = tf.keras.layers.GlobalAveragePooling2D()(x)
-    out = tf.keras.layers.Dense(2, activation="softmax")(x)
-    qat = q.apply_qat(tf.keras.Model(inp, out), "pact")    # every quantizer kind of the scheme
+    from tests.tiny_models import tiny_pact_cnn
+    qat = q.apply_qat(tiny_pact_cnn(32, 2, seed=0, alpha_init=3.0), "pact")   # every quantizer kind
     train_pixels = np.random.default_rng(0).uniform(0, 255, (8, 32, 32, 3)).astype("float32")
     qat(train_pixels, training=True)  # learned ranges, as after training
     images = load_images(sorted((shared_data / "kvasir-seg" / "images").glob("*.jpg"))[:16], 32)

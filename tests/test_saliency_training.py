@@ -13,6 +13,7 @@ import tensorflow as tf
 from kvasir_tf.errors import KvasirError
 from kvasir_tf.preprocessing import NEUTRAL_PIXEL
 from kvasir_tf.saliency_training import SaliencyGuidedModel
+from tests.tiny_models import tiny_pact_cnn
 
 SGT_KEYS = {"loss", "ce", "kl", "l1", "masked_fraction", "eps"}
 
@@ -255,20 +256,6 @@ def _l1_weight_gradient(model, x, y):
     return [np.zeros(v.shape) if g is None else g.numpy() for v, g in zip(model.trainable_variables, grads)]
 
 
-def tiny_pact_cnn(size=16, classes=3, seed=0):
-    """pixels -> pixel map -> Conv/BN/PACT -> Depthwise/BN/PACT -> Dense: every QAT quantizer kind."""
-    from kvasir_tf.model import Preprocess
-    from kvasir_tf.pact import PACT
-    tf.keras.utils.set_random_seed(seed)
-    inp = tf.keras.Input((size, size, 3))
-    x = Preprocess()(inp)
-    x = tf.keras.layers.Conv2D(8, 3, strides=2, padding="same", use_bias=False)(x)
-    x = PACT(alpha_init=2.0)(tf.keras.layers.BatchNormalization()(x))
-    x = tf.keras.layers.DepthwiseConv2D(3, padding="same", use_bias=False)(x)
-    x = PACT(alpha_init=2.0)(tf.keras.layers.BatchNormalization()(x))
-    x = tf.keras.layers.GlobalAveragePooling2D()(x)
-    out = tf.keras.layers.Dense(classes, activation="softmax")(x)
-    return tf.keras.Model(inp, out)
 
 
 def test_lambda2_trains_a_pact_qat_model_through_its_fake_quants():
