@@ -18,6 +18,7 @@ import contextlib
 import io
 import json
 import sys
+import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -84,23 +85,44 @@ class ConversionResult:
 
 
 # ----------------------------------------------------------------------------- conversion
+def _serving_saved_model(model, directory) -> str:
+    """The model's inference function and variables alone, as a SavedModel.
+
+    TFLiteConverter.from_keras_model saves every layer's traced call functions and, for the QAT
+    fake quants' custom gradients, their gradient functions too: 80 s for a 64 px QAT model on
+    2 cores, against 15 s this way, for the same flatbuffer ops, scales and outputs (tested).
+    """
+    import tensorflow as tf
+    inp = model.inputs[0]
+    module = tf.Module()
+    module.model_variables = list(model.variables)
+    module.serve = tf.function(lambda image: model(image, training=False),
+                               input_signature=[tf.TensorSpec([None, *inp.shape[1:]], inp.dtype)])
+    path = str(Path(directory) / "saved_model")
+    tf.saved_model.save(module, path, signatures=module.serve,
+                        options=tf.saved_model.SaveOptions(experimental_custom_gradients=False))
+    return path
+
+
+@contextlib.contextmanager
 def _converter(model, mode: ConversionMode, rep_images=None, qat=False, per_tensor=False):
     import tensorflow as tf
-    conv = tf.lite.TFLiteConverter.from_keras_model(model)
-    if per_tensor:  # one scale per weight tensor: ~12 bytes/channel smaller, usually less accurate
-        conv._experimental_disable_per_channel = True
-    if mode.optimize:
-        conv.optimizations = [tf.lite.Optimize.DEFAULT]
-    if mode.float16:
-        conv.target_spec.supported_types = [tf.float16]
-    if mode.integer:
-        if rep_images is not None:
-            conv.representative_dataset = representative_dataset(rep_images)
-        if not qat:  # for QAT this flag would demand calibration data even when ranges are learned
-            conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
-        conv.inference_input_type = tf.int8
-        conv.inference_output_type = tf.int8
-    return conv
+    with tempfile.TemporaryDirectory(prefix="kvasir_convert_") as tmp, _quiet():
+        conv = tf.lite.TFLiteConverter.from_saved_model(_serving_saved_model(model, tmp))
+        if per_tensor:  # one scale per weight tensor: ~12 bytes/channel smaller, usually less accurate
+            conv._experimental_disable_per_channel = True
+        if mode.optimize:
+            conv.optimizations = [tf.lite.Optimize.DEFAULT]
+        if mode.float16:
+            conv.target_spec.supported_types = [tf.float16]
+        if mode.integer:
+            if rep_images is not None:
+                conv.representative_dataset = representative_dataset(rep_images)
+            if not qat:  # for QAT this flag would demand calibration data even when ranges are learned
+                conv.target_spec.supported_ops = [tf.lite.OpsSet.TFLITE_BUILTINS_INT8]
+            conv.inference_input_type = tf.int8
+            conv.inference_output_type = tf.int8
+        yield conv
 
 
 @contextlib.contextmanager
@@ -111,10 +133,12 @@ def _quiet():
         yield
 
 
-def _convert(conv) -> bytes:
+def _convert(model, mode: ConversionMode, rep_images=None, *, qat=False, per_tensor=False) -> bytes:
     try:
-        with _quiet():
+        with _converter(model, mode, rep_images, qat=qat, per_tensor=per_tensor) as conv:
             return conv.convert()
+    except KvasirError:
+        raise
     except Exception as exc:  # the converter raises many types; the message is what matters
         raise KvasirError(f"TFLite conversion failed: {first_line(exc)}") from None
 
@@ -195,8 +219,7 @@ class _Outputs:
 
 def _debug_report(model, rep_images, csv_path: Path):
     import tensorflow as tf
-    conv = _converter(model, MODES["int8"], rep_images)
-    with _quiet():
+    with _converter(model, MODES["int8"], rep_images) as conv:
         debugger = tf.lite.experimental.QuantizationDebugger(
             converter=conv, debug_dataset=representative_dataset(rep_images[: min(len(rep_images), 32)]))
         debugger.run()
@@ -256,7 +279,7 @@ def _flatbuffer(model, mode, *, qat, per_tensor, rep_source, calibrate, notes):
     """(TFLite bytes, Calibration or None): a QAT model tries its learned ranges alone first."""
     if mode.integer and qat:
         try:
-            return _convert(_converter(model, mode, None, qat=True)), None
+            return _convert(model, mode, None, qat=True), None
         except KvasirError as exc:
             if rep_source is None:
                 raise KvasirError(f"{exc}; the QAT model has ops without learned ranges, pass "
@@ -265,7 +288,7 @@ def _flatbuffer(model, mode, *, qat, per_tensor, rep_source, calibrate, notes):
                          "for the uncovered ops (learned ranges still apply)")
     cal = calibrate() if mode.integer else None
     images = None if cal is None else cal.images
-    return _convert(_converter(model, mode, images, qat=qat, per_tensor=per_tensor)), cal
+    return _convert(model, mode, images, qat=qat, per_tensor=per_tensor), cal
 
 
 def convert(source, out_path=None, mode="int8", *, representative=None, num_calibration=None,

@@ -367,3 +367,31 @@ def test_per_tensor_is_smaller_by_the_channel_metadata(tmp_path):
     assert res.sidecar["weight_granularity"] == "per-tensor"
     with pytest.raises(KvasirError, match="per-tensor"):
         C.convert(F.run_dir(), tmp_path / "x.tflite", "float", per_tensor=True, verbose=False)
+
+
+def _tensor_table(content):
+    it = runtime.make_interpreter(model_content=content, delegates=False)
+    it.allocate_tensors()
+    return sorted((str(d["dtype"]), tuple(d["shape"]), tuple(d["quantization_parameters"]["scales"]),
+                   tuple(d["quantization_parameters"]["zero_points"])) for d in it.get_tensor_details())
+
+
+def test_serving_saved_model_converts_like_tensorflows_keras_path():
+    """The converter reads a SavedModel of the inference function only; TF's from_keras_model is
+    the reference: the same ops, tensors, scales and int8 outputs for a PACT-QAT model."""
+    import tensorflow as tf
+    from kvasir_tf import qat as Q
+    from tests.tiny_models import tiny_pact_cnn
+    model = Q.apply_qat(tiny_pact_cnn(size=16), "pact")
+    x = np.random.default_rng(0).integers(0, 256, (8, 16, 16, 3)).astype(np.float32)
+    model(x, training=True)                      # learned ranges from one batch
+    ours = C._convert(model, C.MODES["int8"], qat=True)
+    ref = tf.lite.TFLiteConverter.from_keras_model(model)
+    ref.optimizations = [tf.lite.Optimize.DEFAULT]
+    ref.inference_input_type = ref.inference_output_type = tf.int8
+    with C._quiet():
+        ref = ref.convert()
+    assert runtime.inspect_tflite(ours)["ops"] == runtime.inspect_tflite(ref)["ops"]
+    assert _tensor_table(ours) == _tensor_table(ref)
+    for img in x.astype(np.uint8):
+        np.testing.assert_array_equal(runtime.run_once(ours, img), runtime.run_once(ref, img))
