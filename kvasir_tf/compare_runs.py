@@ -90,31 +90,35 @@ CONVERT_COST, MEASURE_COST = 15.0, 3.0
 class Stages:
     """One progress line per stage, with the time so far and an estimate of what remains.
 
-    Stage costs are relative units; seconds per unit are learned from the stages already done,
-    so the estimate sharpens as the run goes on."""
+    Stage costs are relative units; seconds per unit come from the wall time and the cost of the
+    stages already done (so stages run side by side count at their real throughput), and the
+    estimate sharpens as the run goes on."""
 
     def __init__(self, stages):
         self.names = [n for n, _ in stages]
         self.costs = [float(c) for _, c in stages]
         self.t0 = time.monotonic()
-        self.done_cost = self.done_time = 0.0
-        self._started = None
+        self.done_cost = 0.0
+        self.done = set()
+        self._started = {}
 
     def start(self, name):
         i = self.names.index(name)
         elapsed = time.monotonic() - self.t0
-        left = sum(self.costs[i:])
+        left = sum(c for n, c in zip(self.names, self.costs) if n not in self.done)
         if self.done_cost > 0:
-            eta = f"about {_minutes(left * self.done_time / self.done_cost)} left"
+            eta = f"about {_minutes(left * elapsed / self.done_cost)} left"
         else:
             eta = "estimate after the first stage"
         print(f"[compare {i + 1}/{len(self.names)}] {name} (elapsed {_minutes(elapsed)}, {eta})", flush=True)
-        self._started = (i, time.monotonic())
+        self._started[name] = time.monotonic()
 
-    def finish(self):
-        i, t = self._started
-        self.done_cost += self.costs[i]
-        self.done_time += time.monotonic() - t
+    def finish(self, name=None) -> float:
+        """Mark ``name`` (default: the last started) done; returns its seconds."""
+        name = name or next(reversed(self._started))
+        self.done.add(name)
+        self.done_cost += self.costs[self.names.index(name)]
+        return time.monotonic() - self._started.pop(name)
 
 
 def _minutes(seconds: float) -> str:
@@ -126,27 +130,103 @@ def train_cost(config: TrainConfig) -> float:
     return config.epochs * (GUIDED_COST if spec.guided else 1.0) * (QAT_COST if spec.qat else 1.0)
 
 
-def train_runs(configs: dict, *, retrain=False, stages=None) -> dict:
-    """Run directory per training mode, training only what is missing or --retrain."""
-    from kvasir_tf import train as train_lib
-    runs = {}
+def train_runs(configs: dict, *, retrain=False, stages=None, jobs=1, log_dir=None) -> dict:
+    """Run directory per training mode, training only what is missing or --retrain.
+
+    ``jobs`` > 1 trains up to that many runs at once, each in its own process (a run starts once
+    the run it fine-tunes has finished), with its output in ``log_dir/NAME.log``: on a CPU a
+    small model's training keeps about one core busy, so two runs side by side nearly halve the
+    time on two cores. Results do not depend on ``jobs`` (each run is seeded and deterministic).
+    """
+    todo = {}
     for mode, config in configs.items():
         run_dir = Path(config.out)
-        if stages:
-            stages.start(f"train {mode}")
         if not retrain and rundir.reusable(run_dir, config):
             print(f"[compare] reusing {run_dir}")
         else:
             if run_dir.exists() and retrain:
                 shutil.rmtree(run_dir)
-            print(f"[compare] training {mode} -> {run_dir}"
+            todo[mode] = config
+    if int(jobs) > 1 and len(todo) > 1:
+        _train_side_by_side(todo, configs, int(jobs), Path(log_dir or "."), stages)
+    else:
+        from kvasir_tf import train as train_lib
+        for mode, config in todo.items():
+            if stages:
+                stages.start(f"train {mode}")
+            print(f"[compare] training {mode} -> {config.out}"
                   + (f" (from {config.init_from})" if config.init_from else ""))
             train_lib.train(config)
-        if stages:
-            stages.finish()
-        runs[mode] = run_dir
+            if stages:
+                stages.finish()
+    runs = {mode: Path(config.out) for mode, config in configs.items()}
     _check_same_split(runs)
     return runs
+
+
+def _train_in_worker(config: TrainConfig, log_path: str):
+    """One training in a worker process, its output (progress, banners, traceback) in ``log_path``."""
+    import os
+    import sys
+    import traceback
+    from kvasir_tf.errors import first_line
+    sys.stdout.flush()
+    sys.stderr.flush()
+    with open(log_path, "w") as log:
+        os.dup2(log.fileno(), 1)
+        os.dup2(log.fileno(), 2)
+    try:
+        from kvasir_tf import train as train_lib
+        train_lib.train(config)
+    except KvasirError:
+        raise
+    except BaseException as exc:  # the pool would lose the traceback: keep it in the log
+        traceback.print_exc()
+        raise KvasirError(f"{type(exc).__name__}: {first_line(exc)}") from None
+    finally:
+        sys.stdout.flush()
+        sys.stderr.flush()
+
+
+def _train_side_by_side(todo: dict, configs: dict, jobs: int, log_dir: Path, stages=None):
+    """Train ``todo`` in up to ``jobs`` processes, each run after the run it starts from."""
+    import multiprocessing
+    from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+    log_dir.mkdir(parents=True, exist_ok=True)
+    needs = {m: next((n for n, c in configs.items() if c.init_from and c.out == cfg.init_from), None)
+             for m, cfg in todo.items()}
+    pending, running = list(todo), {}
+    pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
+    try:
+        while pending or running:
+            for mode in [m for m in pending if needs[m] not in todo or needs[m] == "done"]:
+                if len(running) >= jobs:
+                    break
+                pending.remove(mode)
+                log = log_dir / f"{mode}.log"
+                if stages:
+                    stages.start(f"train {mode}")
+                print(f"[compare] training {mode} -> {todo[mode].out}"
+                      + (f" (from {todo[mode].init_from})" if todo[mode].init_from else "")
+                      + f", output in {log}", flush=True)
+                running[pool.submit(_train_in_worker, todo[mode], str(log))] = mode
+            finished, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in finished:
+                mode = running.pop(future)
+                try:
+                    future.result()
+                except KvasirError as exc:
+                    if running:
+                        print(f"[compare] training {mode} failed; waiting for {', '.join(running.values())} "
+                              "to finish (Ctrl-C stops them; --resume continues them)", flush=True)
+                    raise KvasirError(f"training {mode} failed: {exc} (full output: {log_dir / mode}.log)") from None
+                seconds = stages.finish(f"train {mode}") if stages else None
+                for m, need in needs.items():
+                    if need == mode:
+                        needs[m] = "done"
+                print(f"[compare] trained {mode}" + (f" in {_minutes(seconds)}" if seconds else ""), flush=True)
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
 
 
 def _check_same_split(runs: dict):

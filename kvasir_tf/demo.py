@@ -12,6 +12,7 @@ Everything finished is reused on a second run.
 from __future__ import annotations
 
 import argparse
+import os
 import sys
 from pathlib import Path
 
@@ -25,6 +26,8 @@ DEMO_EPOCHS = 15
 DEMO_QAT = {"epochs": 6, "lr": 1e-3}
 # Every row but the float16, dynamic-range and SGT float32 files: each conversion costs ~20 s here.
 DEMO_SKIPPED = ("float-fp16", "float-dynamic", "sgt")
+# Runs trained at once (each a process using about one core at these sizes).
+DEMO_JOBS = min(2, os.cpu_count() or 1)
 # Saliency summary: test images per class (8 classes, every model, two methods).
 DEMO_SALIENCY_LIMIT = 2
 # --quick: the paper's model only (SGT, then SGT-PACT-QAT fine-tuning).
@@ -54,7 +57,7 @@ def run_demo(out_dir="runs/demo", quick=False) -> dict:
     prepare_data(data_dir)
     print(f"== 2/3 train, convert and evaluate (runs and models under {out_dir})")
     result = compare.run_comparison(out_dir, base_config({"demo": True, "epochs": DEMO_EPOCHS}), qat=DEMO_QAT,
-                                    variants=QUICK_MODELS if quick else demo_models())
+                                    variants=QUICK_MODELS if quick else demo_models(), jobs=DEMO_JOBS)
     print("== 3/3 report")
     print(result["files"]["markdown"].read_text())
     for f in [result["files"]["markdown"], result["files"]["json"], *result["files"]["plots"]]:

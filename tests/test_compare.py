@@ -206,3 +206,36 @@ def test_finished_run_is_reused_only_with_the_same_settings(tmp_path):
     assert rundir.reusable(run, config)
     with pytest.raises(KvasirError, match=r"other settings \{'epochs': \(3, 4\)\}"):
         rundir.reusable(run, dataclasses.replace(config, epochs=4))
+
+
+def _weights(run_dir):
+    from kvasir_tf.model_io import load_model
+    return load_model(rundir.checkpoint_path(run_dir)).get_weights()
+
+
+def test_runs_trained_side_by_side_equal_runs_trained_one_after_another(tmp_path, make_dataset_dir):
+    """--jobs 2: float and SGT train at once, the control waits for float; every run ends with the
+    same weights and test figures as when trained in one process, and its output is in its log."""
+    from kvasir_tf.compare_runs import run_configs, train_runs
+    data = make_dataset_dir({"a": 10, "b": 10})
+    base = base_config({"data_dir": str(data), "image_size": 32, "alpha": 0.35, "epochs": 1,
+                        "batch_size": 8, "progress": 0})
+    modes = ["float", "sgt", "float-ft"]
+    one = train_runs(run_configs(tmp_path / "one", modes, base, qat={"epochs": 1}))
+    two = train_runs(run_configs(tmp_path / "two", modes, base, qat={"epochs": 1}), jobs=2,
+                     log_dir=tmp_path / "two" / "logs")
+    for mode in modes:
+        for a, b in zip(_weights(one[mode]), _weights(two[mode])):
+            np.testing.assert_array_equal(a, b)
+        metrics = [json.loads((r[mode] / rundir.TEST_METRICS).read_text())["accuracy"] for r in (one, two)]
+        assert metrics[0] == metrics[1]
+        assert f"accuracy {metrics[1]:.4f}" in (tmp_path / "two" / "logs" / f"{mode}.log").read_text()
+    assert Path(rundir.read_config(two["float-ft"])["init_from"]) == two["float"]
+
+
+def test_a_run_failing_in_its_worker_is_a_one_line_error_naming_its_log(tmp_path):
+    from kvasir_tf.compare_runs import run_configs, train_runs
+    base = base_config({"data_dir": str(tmp_path / "missing"), "image_size": 32, "alpha": 0.35,
+                        "epochs": 1, "progress": 0})
+    with pytest.raises(KvasirError, match=r"training (float|sgt) failed: .*missing.*logs/(float|sgt)\.log"):
+        train_runs(run_configs(tmp_path / "cmp", ["float", "sgt"], base), jobs=2, log_dir=tmp_path / "logs")
