@@ -280,8 +280,8 @@ def _one_seed(out_dir, base: TrainConfig, variants, *, qat, recipe, retrain, for
     skips the latency and memory measurements."""
     configs = run_configs(out_dir, {v.train_mode for v in variants}, base, qat=qat, recipe=recipe)
     n_tflite = sum(1 for v in variants if v.convert_mode)
-    stages = Stages([(f"train {m}", 0.0 if not retrain and rundir.reusable(Path(c.out), c) else train_cost(c))
-                     for m, c in configs.items()]
+    stages = Stages([(f"train {m}", 0.0 if not retrain and rundir.reusable(Path(c.out), c)
+                      else train_cost(c) / jobs) for m, c in configs.items()]   # wall time: side by side
                     + [("convert", CONVERT_COST * n_tflite), ("measure", MEASURE_COST * len(variants))])
     runs = train_runs(configs, retrain=retrain, stages=stages, jobs=jobs, log_dir=out_dir / "logs")
     stages.start("convert")

@@ -82,9 +82,9 @@ def budget_note(configs: dict, recipe: str) -> str:
 # the saliency-guided step runs two forward and two backward passes (tools/benchmark_train.py:
 # SGT-PACT-QAT 2.28x a QAT step at 96 px); QAT adds fake quants.
 GUIDED_COST, QAT_COST = 2.3, 1.4
-# Per artifact, in the same units; measured by make demo (64 px, float epochs ~1.2 s): 11 conversions
-# took 4 min, measuring 16 artifacts 1 min.
-CONVERT_COST, MEASURE_COST = 15.0, 3.0
+# Per artifact, in the same units; measured by make demo (64 px: 15 float epochs 64 s with start-up,
+# 8 conversions 99 s, measuring 13 artifacts 36 s).
+CONVERT_COST, MEASURE_COST = 3.0, 0.7
 
 
 class Stages:

@@ -24,7 +24,7 @@ from kvasir_tf.errors import cli
 DEMO_EPOCHS = 15
 # QAT runs fine-tune a trained float/SGT model: fewer epochs, a smaller step.
 DEMO_QAT = {"epochs": 6, "lr": 1e-3}
-# Every row but the float16, dynamic-range and SGT float32 files: each conversion costs ~20 s here.
+# Every row but the float16, dynamic-range and SGT float32 files: each conversion costs ~12 s here.
 DEMO_SKIPPED = ("float-fp16", "float-dynamic", "sgt")
 # Runs trained at once (each a process using about one core at these sizes).
 DEMO_JOBS = min(2, os.cpu_count() or 1)
