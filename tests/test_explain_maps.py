@@ -80,6 +80,13 @@ def test_perturbation_maps_light_the_quadrant_int8(quadrant_int8, method):
     _assert_lights_top_left(explainer(quadrant_images()))
 
 
+def test_default_batch_shrinks_with_the_image_area(quadrant_int8):
+    assert perturbation.batch_for(96) == perturbation.MAX_BATCH
+    assert perturbation.batch_for(224) == perturbation.BATCH_PIXELS // 224 ** 2 == 9
+    assert perturbation.batch_for(512) == 1 and perturbation.batch_for(224, 32) == 32
+    assert perturbation.predictor_for(str(quadrant_int8)).batch_size == perturbation.batch_for(SIZE)
+
+
 def test_int8_and_keras_occlusion_agree_on_the_quadrant(quadrant_int8):
     imgs = quadrant_images(2)
     a = perturbation.Occlusion(quadrant_model(), window=8)(imgs)

@@ -49,7 +49,7 @@ def _names(text):
 
 
 def parser(prog="kvasir-explain") -> argparse.ArgumentParser:
-    from kvasir_tf.explain import study
+    from kvasir_tf.explain import perturbation, study
     d = study.StudyConfig()
     ap = argparse.ArgumentParser(prog=prog, description="Saliency maps of every model of a run or "
                                  "comparison folder: PNG grids, saliency.md/.json, report.html.")
@@ -70,7 +70,9 @@ def parser(prog="kvasir-explain") -> argparse.ArgumentParser:
                     help=f"images per model and method with deletion/insertion curves (default {d.faithfulness})")
     ap.add_argument("--rise-masks", type=int, default=d.rise_masks, help=f"RISE masks per image (default {d.rise_masks})")
     ap.add_argument("--batch-size", type=int, default=d.batch_size,
-                    help=f"images per interpreter invoke / Keras call (default {d.batch_size})")
+                    help="images per interpreter invoke / Keras call for occlusion and RISE (default: "
+                         f"{perturbation.MAX_BATCH} at 96 px, fewer for larger images: batch x pixels <= "
+                         f"{perturbation.BATCH_PIXELS})")
     ap.add_argument("--seed", type=int, default=d.seed)
     ap.add_argument("--no-progress", action="store_true", help="no progress bar")
     kvasir_tf.add_verbose_flag(ap)
@@ -82,7 +84,7 @@ def main(argv=None) -> int:
     from kvasir_tf.explain import summary
     from kvasir_tf.explain.study import StudyConfig
     args = parser().parse_args(argv)
-    if args.batch_size < 1 or args.rise_masks < 2 or args.faithfulness < 0:
+    if (args.batch_size is not None and args.batch_size < 1) or args.rise_masks < 2 or args.faithfulness < 0:
         raise KvasirError("--batch-size must be >= 1, --rise-masks >= 2 and --faithfulness >= 0")
     config = StudyConfig(methods=_names(args.methods) or (), models=_names(args.models), limit=args.limit,
                          top_k=args.top_k, faithfulness=args.faithfulness, rise_masks=args.rise_masks,

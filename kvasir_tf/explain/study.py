@@ -48,7 +48,7 @@ class StudyConfig:
     top_k: float = metrics.DEFAULT_TOP_K
     faithfulness: int = 10                 # images per model and method with deletion/insertion curves
     rise_masks: int = perturbation.RISE_MASKS
-    batch_size: int = perturbation.DEFAULT_BATCH
+    batch_size: int | None = perturbation.DEFAULT_BATCH   # None: by image size
     target: str = "label"
     seg_dir: str | None = None
     seed: int = 0
