@@ -24,16 +24,26 @@ os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "0" if _VERBOSE else "3")
 
 
 @contextlib.contextmanager
-def _stderr_silenced():
-    sys.stderr.flush()
-    saved, null = os.dup(2), os.open(os.devnull, os.O_WRONLY)
-    os.dup2(null, 2)
+def _fds_silenced(fds=(2,)):
+    for stream in (sys.stdout, sys.stderr):
+        stream.flush()
+    null = os.open(os.devnull, os.O_WRONLY)
+    saved = [os.dup(fd) for fd in fds]
+    for fd in fds:
+        os.dup2(null, fd)
     try:
         yield
     finally:
-        os.dup2(saved, 2)
-        os.close(saved)
+        for fd, old in zip(fds, saved):
+            os.dup2(old, fd)
+            os.close(old)
         os.close(null)
+
+
+def native_output_silenced():
+    """Silence C++ output (file descriptors 1 and 2) for a block, unless ``--verbose``: e.g. the
+    TFLite calibrator prints ``fully_quantize: ...`` lines straight to the terminal."""
+    return contextlib.nullcontext() if _VERBOSE else _fds_silenced((1, 2))
 
 
 class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
@@ -48,7 +58,7 @@ class _QuietTensorFlowImport(importlib.abc.MetaPathFinder):
             exec_module = spec.loader.exec_module
 
             def quiet_exec(module):
-                with _stderr_silenced():
+                with _fds_silenced((2,)):
                     exec_module(module)
             spec.loader.exec_module = quiet_exec
         return spec

@@ -127,9 +127,10 @@ def _converter(model, mode: ConversionMode, rep_images=None, qat=False, per_tens
 
 @contextlib.contextmanager
 def _quiet():
-    """The converter prints MLIR chatter on stdout/stderr; keep the user's terminal readable."""
+    """The converter prints MLIR chatter on stdout/stderr, its C++ calibrator straight to the
+    terminal's file descriptors; keep the user's terminal readable (``--verbose`` shows the latter)."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), kvasir_tf.native_output_silenced():
         yield
 
 
@@ -168,7 +169,8 @@ def verify(content: bytes, mode, image_size: int, num_classes: int) -> dict:
         raise KvasirError(f"{mode.name} verification failed: input {in_dt}, output {out_dt} (want float32)")
     probe = np.full((image_size, image_size, 3), 128, np.uint8)
     try:
-        probs = runtime.run_once(content, probe)
+        with kvasir_tf.native_output_silenced():
+            probs = runtime.run_once(content, probe)
     except (RuntimeError, ValueError) as exc:
         raise KvasirError(f"the converted model does not run in ai-edge-litert: {first_line(exc)}") from None
     if probs.shape[-1] != num_classes or not np.all(np.isfinite(probs)):

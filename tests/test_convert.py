@@ -309,6 +309,19 @@ def test_tools_convert_is_the_same_command(tmp_path):
     assert "I0000" not in out.stderr and "oneDNN" not in out.stderr   # TensorFlow's banners stay hidden
 
 
+def test_calibrated_conversion_prints_no_converter_chatter(tmp_path):
+    """The C++ calibrator writes `fully_quantize: ...` straight to the terminal, LiteRT an XNNPACK
+    line when verification runs the model; hidden unless --verbose."""
+    import subprocess
+    import sys
+    cmd = [sys.executable, "-m", "kvasir_tf.convert", str(F.run_dir()), "--int8", "--out", str(tmp_path / "m.tflite")]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=600)
+    assert out.returncode == 0 and "wrote " in out.stderr            # the summary goes to stderr
+    assert "fully_quantize" not in out.stdout + out.stderr and "XNNPACK" not in out.stderr
+    loud = subprocess.run(cmd + ["--force", "--verbose"], capture_output=True, text=True, timeout=600)
+    assert loud.returncode == 0 and "fully_quantize" in loud.stdout + loud.stderr
+
+
 @pytest.mark.parametrize("suffix", [".h5", ".keras"])
 def test_model_with_code_is_refused_unless_trusted(tmp_path, capsys, suffix):
     """A Lambda layer's stored bytecode would write a file on loading: nothing runs, the error names the flag."""
