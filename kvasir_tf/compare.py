@@ -26,7 +26,7 @@ import kvasir_tf
 from kvasir_tf import report, rundir
 from kvasir_tf.config import TrainConfig, add_train_args, base_config, given_settings
 from kvasir_tf.errors import KvasirError, cli
-from kvasir_tf.compare_runs import (CONTROL_FROM, CONVERT_COST, MEASURE_COST, RECIPES, Stages,
+from kvasir_tf.compare_runs import (CONTROL_FROM, CONVERT_SECONDS, MEASURE_SECONDS, RECIPES, Stages,
                                     budget_note, run_configs, train_cost, train_runs)
 
 
@@ -281,8 +281,8 @@ def _one_seed(out_dir, base: TrainConfig, variants, *, qat, recipe, retrain, for
     configs = run_configs(out_dir, {v.train_mode for v in variants}, base, qat=qat, recipe=recipe)
     n_tflite = sum(1 for v in variants if v.convert_mode)
     stages = Stages([(f"train {m}", 0.0 if not retrain and rundir.reusable(Path(c.out), c)
-                      else train_cost(c) / jobs) for m, c in configs.items()]   # wall time: side by side
-                    + [("convert", CONVERT_COST * n_tflite), ("measure", MEASURE_COST * len(variants))])
+                      else train_cost(c) / jobs, None) for m, c in configs.items()]   # wall time: side by side
+                    + [("convert", n_tflite, CONVERT_SECONDS), ("measure", len(variants), MEASURE_SECONDS)])
     runs = train_runs(configs, retrain=retrain, stages=stages, jobs=jobs, log_dir=out_dir / "logs")
     stages.start("convert")
     paths = convert_variants(runs, variants, out_dir / "models", num_calibration=num_calibration,

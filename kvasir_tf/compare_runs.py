@@ -80,45 +80,65 @@ def budget_note(configs: dict, recipe: str) -> str:
 
 # Rough relative cost of one training epoch (a plain float epoch = 1), for the time estimate only:
 # the saliency-guided step runs two forward and two backward passes (tools/benchmark_train.py:
-# SGT-PACT-QAT 2.28x a QAT step at 96 px); QAT adds fake quants.
+# SGT-PACT-QAT 2.28x a QAT step at 96 px); QAT adds fake quants. Seconds per unit are learned
+# from the training stages done, since an epoch's time depends on the dataset and image size.
 GUIDED_COST, QAT_COST = 2.3, 1.4
-# Per artifact, in the same units; measured by make demo (64 px: 15 float epochs 64 s with start-up,
-# 8 conversions 99 s, measuring 13 artifacts 36 s).
-CONVERT_COST, MEASURE_COST = 3.0, 0.7
+# Seconds per artifact, measured by make demo (64 px, 2 cores: 8 conversions 99 s, measuring 13
+# artifacts 36 s); conversion time depends little on the dataset.
+CONVERT_SECONDS, MEASURE_SECONDS = 12.0, 3.0
 
 
 class Stages:
     """One progress line per stage, with the time so far and an estimate of what remains.
 
-    Stage costs are relative units; seconds per unit come from the wall time and the cost of the
-    stages already done (so stages run side by side count at their real throughput), and the
-    estimate sharpens as the run goes on."""
+    A stage is ``(name, cost, seconds_per_unit)``; ``None`` seconds per unit (training, in epoch
+    units) are learned from the wall time and cost of the training stages done, so runs trained
+    side by side count at their real throughput and the estimate sharpens as the run goes on.
+    """
 
     def __init__(self, stages):
-        self.names = [n for n, _ in stages]
-        self.costs = [float(c) for _, c in stages]
+        self.names = [s[0] for s in stages]
+        self.costs = [float(s[1]) for s in stages]
+        self.rates = [s[2] for s in stages]
         self.t0 = time.monotonic()
-        self.done_cost = 0.0
         self.done = set()
         self._started = {}
+        self._learned = None          # (first start, cost done, last finish) of learned-rate stages
 
     def start(self, name):
         i = self.names.index(name)
-        elapsed = time.monotonic() - self.t0
-        left = sum(c for n, c in zip(self.names, self.costs) if n not in self.done)
-        if self.done_cost > 0:
-            eta = f"about {_minutes(left * elapsed / self.done_cost)} left"
-        else:
-            eta = "estimate after the first stage"
-        print(f"[compare {i + 1}/{len(self.names)}] {name} (elapsed {_minutes(elapsed)}, {eta})", flush=True)
-        self._started[name] = time.monotonic()
+        now = time.monotonic()
+        if self._learned is None and self.rates[i] is None:
+            self._learned = (now, 0.0, now)
+        left = self.seconds_left()
+        eta = "estimate after the first stage" if left is None else f"about {_minutes(left)} left"
+        print(f"[compare {i + 1}/{len(self.names)}] {name} (elapsed {_minutes(now - self.t0)}, {eta})", flush=True)
+        self._started[name] = now
+
+    def seconds_left(self):
+        learned = None
+        if self._learned and self._learned[1] > 0:
+            first, cost, last = self._learned
+            learned = (last - first) / cost
+        total = 0.0
+        for name, cost, rate in zip(self.names, self.costs, self.rates):
+            if name in self.done or cost == 0:
+                continue
+            if rate is None and learned is None:
+                return None
+            total += cost * (learned if rate is None else rate)
+        return total
 
     def finish(self, name=None) -> float:
         """Mark ``name`` (default: the last started) done; returns its seconds."""
         name = name or next(reversed(self._started))
+        i = self.names.index(name)
+        now = time.monotonic()
         self.done.add(name)
-        self.done_cost += self.costs[self.names.index(name)]
-        return time.monotonic() - self._started.pop(name)
+        if self.rates[i] is None and self._learned is not None:
+            first, cost, _ = self._learned
+            self._learned = (first, cost + self.costs[i], now)
+        return now - self._started.pop(name)
 
 
 def _minutes(seconds: float) -> str:

@@ -239,3 +239,23 @@ def test_a_run_failing_in_its_worker_is_a_one_line_error_naming_its_log(tmp_path
                         "epochs": 1, "progress": 0})
     with pytest.raises(KvasirError, match=r"training (float|sgt) failed: .*missing.*logs/(float|sgt)\.log"):
         train_runs(run_configs(tmp_path / "cmp", ["float", "sgt"], base), jobs=2, log_dir=tmp_path / "logs")
+
+
+def test_stage_estimate_learns_training_rate_and_uses_seconds_for_the_rest(monkeypatch, capsys):
+    from kvasir_tf import compare_runs
+    clock = [0.0]
+    monkeypatch.setattr(compare_runs.time, "monotonic", lambda: clock[0])
+    st = compare_runs.Stages([("train a", 10, None), ("train b", 5, None), ("convert", 2, 12.0)])
+    st.start("train a")
+    st.start("train b")                       # side by side with a
+    assert st.seconds_left() is None          # no training rate yet
+    clock[0] = 100.0
+    assert st.finish("train a") == 100.0
+    assert st.seconds_left() == pytest.approx(5 * 10.0 + 2 * 12.0)   # 10 s per unit learned
+    clock[0] = 130.0
+    st.finish("train b")                      # 15 units in 130 s of wall time
+    st.start("convert")
+    assert st.seconds_left() == pytest.approx(24.0)
+    out = capsys.readouterr().out.splitlines()
+    assert out[0] == "[compare 1/3] train a (elapsed 0m00s, estimate after the first stage)"
+    assert out[-1] == "[compare 3/3] convert (elapsed 2m10s, about 0m24s left)"
