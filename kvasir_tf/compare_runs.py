@@ -172,16 +172,21 @@ def train_runs(configs: dict, *, retrain=False, stages=None, jobs=1, log_dir=Non
     else:
         from kvasir_tf import train as train_lib
         for mode, config in todo.items():
-            if stages:
-                stages.start(f"train {mode}")
-            print(f"[compare] training {mode} -> {config.out}"
-                  + (f" (from {config.init_from})" if config.init_from else ""))
+            _announce(mode, config, stages)
             train_lib.train(config)
             if stages:
                 stages.finish()
     runs = {mode: Path(config.out) for mode, config in configs.items()}
     _check_same_split(runs)
     return runs
+
+
+def _announce(mode, config, stages=None, log=None):
+    if stages:
+        stages.start(f"train {mode}")
+    print(f"[compare] training {mode} -> {config.out}"
+          + (f" (from {config.init_from})" if config.init_from else "")
+          + (f", output in {log}" if log else ""), flush=True)
 
 
 def _train_in_worker(config: TrainConfig, log_path: str):
@@ -215,35 +220,29 @@ def _train_side_by_side(todo: dict, configs: dict, jobs: int, log_dir: Path, sta
     log_dir.mkdir(parents=True, exist_ok=True)
     needs = {m: next((n for n, c in configs.items() if c.init_from and c.out == cfg.init_from), None)
              for m, cfg in todo.items()}
-    pending, running = list(todo), {}
+    pending, running, finished = list(todo), {}, set()
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
     try:
         while pending or running:
-            for mode in [m for m in pending if needs[m] not in todo or needs[m] == "done"]:
+            for mode in [m for m in pending if needs[m] not in todo or needs[m] in finished]:
                 if len(running) >= jobs:
                     break
                 pending.remove(mode)
                 log = log_dir / f"{mode}.log"
-                if stages:
-                    stages.start(f"train {mode}")
-                print(f"[compare] training {mode} -> {todo[mode].out}"
-                      + (f" (from {todo[mode].init_from})" if todo[mode].init_from else "")
-                      + f", output in {log}", flush=True)
+                _announce(mode, todo[mode], stages, log)
                 running[pool.submit(_train_in_worker, todo[mode], str(log))] = mode
-            finished, _ = wait(running, return_when=FIRST_COMPLETED)
-            for future in finished:
+            done, _ = wait(running, return_when=FIRST_COMPLETED)
+            for future in done:
                 mode = running.pop(future)
                 try:
                     future.result()
                 except KvasirError as exc:
                     if running:
                         print(f"[compare] training {mode} failed; waiting for {', '.join(running.values())} "
-                              "to finish (Ctrl-C stops them; --resume continues them)", flush=True)
+                              "to finish (Ctrl-C stops them)", flush=True)
                     raise KvasirError(f"training {mode} failed: {exc} (full output: {log_dir / mode}.log)") from None
                 seconds = stages.finish(f"train {mode}") if stages else None
-                for m, need in needs.items():
-                    if need == mode:
-                        needs[m] = "done"
+                finished.add(mode)
                 print(f"[compare] trained {mode}" + (f" in {_minutes(seconds)}" if seconds else ""), flush=True)
     finally:
         pool.shutdown(wait=True, cancel_futures=True)

@@ -4,7 +4,8 @@ The int8 model has no gradients, so its map comes from what its *outputs* do whe
 image are hidden. :class:`TFLitePredictor` runs the real LiteRT interpreter fed through the
 model's sidecar pixel map (``kvasir_tf.runtime.TFLiteModel``), with the input resized once to a
 batch (:func:`batch_for`): at 96 px a map of 500 masks is 10 invokes of 50, not 500 invokes.
-:class:`KerasPredictor` does the same for a Keras model, so float and int8 can be compared with one method and the same masks.
+:class:`KerasPredictor` does the same for a Keras model, so float and int8 can be compared with
+one method and the same masks.
 
 Hidden pixels take the neutral grey (``NEUTRAL_PIXEL``, the model's input 0), as SGT's masking does.
 """
@@ -31,9 +32,9 @@ RISE_KEEP = 0.5                 # probability that a grid cell is kept
 def batch_for(image_size: int, batch_size=None) -> int:
     """Images per call: ``batch_size`` when given, else as many as fit ``BATCH_PIXELS``.
 
-    tools/benchmark_explain.py, int8, 2 cores: at 96 px a batch of 50 makes a map 1.7x faster than
-    one invoke per mask; at 224 px it makes it 0.7x as fast (the batch's activations leave the
-    cache), and batches up to ~9 are break-even there.
+    tools/benchmark_explain.py, int8, 2 idle cores: at 96 px a batch of 50 makes a map 1.0-1.2x as
+    fast as one invoke per mask (1.7x with the cores loaded); at 224 px it makes it 0.7x as fast
+    (the batch's activations leave the cache), and a batch of 9 is 0.9-1.1x.
     """
     if batch_size:
         return int(batch_size)
