@@ -130,7 +130,8 @@ def _quiet():
     """The converter prints MLIR chatter on stdout/stderr, its C++ calibrator straight to the
     terminal's file descriptors; keep the user's terminal readable (``--verbose`` shows the latter)."""
     out, err = io.StringIO(), io.StringIO()
-    with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err), kvasir_tf.native_output_silenced():
+    # fds first: it flushes the real streams before redirect_stdout swaps them for buffers
+    with kvasir_tf.native_output_silenced(), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
         yield
 
 
