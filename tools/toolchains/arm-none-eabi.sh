@@ -21,9 +21,9 @@ apt-get update -q >/dev/null
 DEBIAN_FRONTEND=noninteractive apt-get install -y -q gcc-arm-none-eabi libnewlib-arm-none-eabi \
     libstdc++-arm-none-eabi-newlib binutils-arm-none-eabi g++ qemu-system-arm >/dev/null 2>&1
 
-if command -v arm-none-eabi-g++ >/dev/null 2>&1; then
+if have_all; then
     echo "arm-none-eabi toolchain: installed ($(arm-none-eabi-gcc -dumpversion))"
 else
-    echo "arm-none-eabi toolchain: installation failed (apt-get install gcc-arm-none-eabi)" >&2
+    echo "arm-none-eabi toolchain: installation failed (apt-get install gcc-arm-none-eabi libnewlib-arm-none-eabi libstdc++-arm-none-eabi-newlib qemu-system-arm g++)" >&2
     exit 1
 fi
