@@ -175,7 +175,12 @@ def test_small_comparison_end_to_end(tmp_path, make_dataset_dir):
     for key in ("accuracy", "macro_sensitivity", "macro_specificity"):
         assert all(0.0 <= r[key] <= 1.0 for r in rows.values())
         assert all(r["ci"][key][0] <= r[key] <= r["ci"][key][1] for r in rows.values())
-    assert rows["float"]["ci"]["agreement"][1] == pytest.approx(100.0) or rows["float"]["agreement"] < 100
+    # The agreement interval is Wilson's on the n test images, by hand (z = 1.96).
+    p, z = rows["float"]["agreement"] / 100.0, 1.959964
+    centre = (p + z * z / (2 * n_test)) / (1 + z * z / n_test)
+    half = z * np.sqrt(p * (1 - p) / n_test + z * z / (4 * n_test ** 2)) / (1 + z * z / n_test)
+    assert rows["float"]["ci"]["agreement"] == pytest.approx([100 * (centre - half), 100 * (centre + half)],
+                                                             abs=1e-3)
     assert rows["ptq-int8"]["labels"] == rows["float-keras"]["labels"]
     md = result["files"]["markdown"].read_text()
     # The equal-budget control: the float model trained on as plain float training, same split.
@@ -259,3 +264,30 @@ def test_stage_estimate_learns_training_rate_and_uses_seconds_for_the_rest(monke
     out = capsys.readouterr().out.splitlines()
     assert out[0] == "[compare 1/3] train a (elapsed 0m00s, estimate after the first stage)"
     assert out[-1] == "[compare 3/3] convert (elapsed 2m10s, about 0m24s left)"
+
+
+def test_cli_success_path_with_qat_flags_and_models(tmp_path, make_dataset_dir, capsys):
+    """kvasir-compare as a user types it: --qat-epochs/--qat-lr reach the QAT run only, --models
+    picks the rows, and the report files it names exist."""
+    data = make_dataset_dir({"a": 10, "b": 10})
+    out = tmp_path / "cmp"
+    rc = compare.main(["--data-dir", str(data), "--image-size", "32", "--alpha", "0.35", "--epochs", "1",
+                       "--batch-size", "8", "--lr", "2e-3", "--progress", "0", "--qat-epochs", "2",
+                       "--qat-lr", "1e-4", "--models", "float-keras,qat-keras,qat-int8",
+                       "--latency-runs", "50", "--out", str(out)])
+    printed, err = capsys.readouterr()
+    assert rc == 0, err
+    doc = json.loads((out / "comparison.json").read_text())
+    assert list(doc["rows"]) == ["float-keras", "qat-keras", "qat-int8"]
+    fl, qat = (rundir.read_config(out / "runs" / m) for m in ("float", "qat"))
+    assert (fl["epochs"], fl["lr"]) == (1, 2e-3) and fl["init_from"] is None
+    assert (qat["epochs"], qat["lr"], qat["mode"]) == (2, 1e-4, "qat")
+    assert Path(qat["init_from"]) == out / "runs" / "float"
+    assert doc["rows"]["qat-int8"]["agreement_source"] >= 0
+    written = [Path(line.split(" ", 1)[1]) for line in printed.splitlines() if line.startswith("wrote ")]
+    assert out / "comparison.md" in written and all(p.is_file() for p in written)
+    # an unknown row is a one-line error before anything trains
+    rc = compare.main(["--data-dir", str(data), "--models", "nope", "--out", str(tmp_path / "bad")])
+    err = capsys.readouterr().err
+    assert rc == 2 and err.startswith("error: ") and "nope" in err and err.count("\n") == 1
+    assert not (tmp_path / "bad" / "runs").exists()
