@@ -66,26 +66,55 @@ def _nothing_written(out):
     return not out.exists() or not any(out.iterdir())
 
 
-def test_fold_starts_at_conv_and_keeps_the_outputs(qat_int8):
+def _op_signature(model, op):
+    """An operator as the device sees it: its code, options and every tensor's type, shape,
+    quantization and constant bytes (not tensor indices, which the fold renumbers)."""
+    g = model.subgraphs[0]
+    code = model.operatorCodes[op.opcodeIndex]
+
+    def tensor(i):
+        if i < 0:
+            return None
+        t = g.tensors[i]
+        q = t.quantization
+        data = model.buffers[t.buffer].data
+        return (t.type, tuple(t.shape), None if q is None or q.scale is None else tuple(q.scale),
+                None if q is None or q.zeroPoint is None else tuple(q.zeroPoint),
+                None if data is None else bytes(np.asarray(data, np.uint8)))
+
+    return (max(code.builtinCode, code.deprecatedBuiltinCode), op.builtinOptionsType,
+            repr(vars(op.builtinOptions)) if op.builtinOptions is not None else None,
+            tuple(tensor(int(i)) for i in op.inputs), tuple(tensor(int(i)) for i in op.outputs))
+
+
+def test_fold_starts_at_conv_and_changes_nothing_after_it(qat_int8):
+    """The fold may change one rounding, at the first conv; everything after it must be the same
+    graph, so no bound tuned on a trained model's outputs is needed."""
     content = qat_int8.read_bytes()
-    assert fold.op_names(fold.read_model(content))[:3] == ["MUL", "ADD", "CONV_2D"]
+    before = fold.read_model(content)
+    assert fold.op_names(before)[:3] == ["MUL", "ADD", "CONV_2D"]
     folded, info = fold.fold_pixel_map(content)
-    ops = fold.op_names(fold.read_model(folded))
+    after = fold.read_model(folded)
+    ops = fold.op_names(after)
     assert ops[0] == "CONV_2D" and "MUL" not in ops and ops.count("ADD") == 0 and info["folded"]
+    rest_before = [_op_signature(before, op) for op in before.subgraphs[0].operators[3:]]
+    rest_after = [_op_signature(after, op) for op in after.subgraphs[0].operators[1:]]
+    assert len(rest_after) == len(rest_before) > 3 and rest_after == rest_before
+    # The first conv's output tensor keeps its quantization; its values move by one rounding.
+    conv_before, conv_after = before.subgraphs[0].operators[2], after.subgraphs[0].operators[0]
+    assert _op_signature(before, conv_before)[4] == _op_signature(after, conv_after)[4]
     x, _ = _colour_images(30, 2)
     q = (x.astype(np.int16) - 128).astype(np.int8)          # the device's bytes are unchanged
     conv_a, conv_b = tflm.first_conv_output(content, q), tflm.first_conv_output(folded, q)
-    assert np.abs(conv_a.astype(int) - conv_b.astype(int)).max() <= 1
-    a, b = tflm.run_reference(content, q), tflm.run_reference(folded, q)
-    assert (a.argmax(1) == b.argmax(1)).all()
-    d = np.abs(a.astype(int) - b.astype(int)).max(axis=1)
-    assert (d <= 1).mean() >= 0.9 and d.max() <= 4      # the first conv's rounding, amplified
+    diff = np.abs(conv_a.astype(int) - conv_b.astype(int))
+    assert diff.max() <= 1 and (diff == 0).mean() > 0.5, (diff.max(), (diff == 0).mean())
     # Folding is not a no-op: with the MUL/ADD dropped and nothing else changed, outputs go wrong.
     model = fold.read_model(content)
     mul, add, conv, _, _ = fold.find_pixel_map(model)
     g = model.subgraphs[0]
     g.operators[conv].inputs[0] = g.inputs[0]
     fold._remove_ops(g, {mul, add})
+    a = tflm.run_reference(content, q)
     wrong = tflm.run_reference(fold.write_model(model), q)
     assert np.abs(wrong.astype(int) - a.astype(int)).max() > 2
 
@@ -319,3 +348,27 @@ def test_per_tensor_weights_are_smaller_and_close(exported):
     assert np.abs(a.astype(int) - b.astype(int)).mean() < 8
     pointwise, info2 = per_tensor.to_per_tensor(content, ("CONV_2D", "FULLY_CONNECTED"))
     assert info2["channels"] == 8 + 16 and len(small) < len(pointwise) < len(content)
+
+
+def test_cli_exports_and_checks_on_a_runs_test_split(qat_int8, tmp_path, capsys):
+    """kvasir-micro MODEL.tflite --run RUN: the run's test images check the model; a source with
+    no test images is a one-line error with nothing written."""
+    from kvasir_tf.micro.__main__ import main
+    from tests import convert_fixtures as F      # a run directory with a 32 px blue/green/red split
+    out = tmp_path / "esp"
+    assert main([str(qat_int8), "--out", str(out), "--board", "esp32s3", "--run", str(F.run_dir()),
+                 "--tflm-tolerance", "2"]) == 0
+    printed = capsys.readouterr().out
+    n = min(len(F.split().test), 48)
+    assert f"TFLM vs LiteRT reference kernels on {n} test images" in printed
+    side = json.loads((out / "model_micro.json").read_text())
+    check = json.loads((out / "tflm_check.json").read_text())["tflm_check"]
+    assert side["micro"]["board"] == "esp32s3" and check["images"] == n
+    for name in ("model_data.cc", "model_settings.h", "model_settings.cc", "budget.md"):
+        assert (out / name).is_file(), name
+    assert f"wrote {out}" in printed
+    bad = tmp_path / "bad"
+    assert main([str(qat_int8), "--out", str(bad)]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and "no test images" in err and err.count("\n") == 1
+    assert _nothing_written(bad)
