@@ -98,6 +98,9 @@ class TrainConfig:
     alpha_lr: float | None = _f(None, SCHEDULE, pact_only=True)  # PACT alphas' Adam lr; None = alpha_lr_ratio x lr
     alpha_lr_ratio: float = _f(ALPHA_LR_RATIO, SCHEDULE, pact_only=True)
     lambda1: float = _f(_sgm_default("lambda1"))
+    # plain CE epochs before the saliency-guided step (0: Algorithm 2 from the first step; over
+    # 5 seeds a warm-up changed nothing measurable, README "Learning on real patches")
+    warmup_epochs: int = _f(0, guided_only=True)
     lambda2: float = _f(_sgm_default("lambda2"))
     mask_fraction: float = _f(_sgm_default("mask_fraction"))
     mask_scope: str = _f(_sgm_default("mask_scope"), guided_only=True)   # image | batch
@@ -147,6 +150,8 @@ class TrainConfig:
              "to start every alpha at --pact-alpha-init"),
             (0 < self.mask_fraction < 1, f"--mask-fraction {self.mask_fraction}: use a value in (0, 1)"),
             (self.lambda1 >= 0 and self.lambda2 >= 0, "--lambda1/--lambda2 must be >= 0"),
+            (0 <= self.warmup_epochs < self.epochs,
+             f"--warmup-epochs {self.warmup_epochs}: use 0..{self.epochs - 1} (fewer than --epochs)"),
             (self.eta >= 0, f"--eta {self.eta}: must be >= 0"),
             (self.bn_momentum is None or 0 <= self.bn_momentum < 1,
              f"--bn-momentum {self.bn_momentum}: use a value in [0, 1)"),
@@ -163,6 +168,11 @@ class TrainConfig:
     @property
     def spec(self) -> ModeSpec:
         return MODES[self.mode]
+
+    @property
+    def warmup(self) -> int:
+        """Plain CE epochs before the guided step (0 for an unguided mode)."""
+        return self.warmup_epochs if self.spec.guided else 0
 
     @property
     def alpha_learning_rate(self) -> float:
@@ -202,6 +212,9 @@ def add_train_args(p: argparse.ArgumentParser, *, run_flags: bool = True):
     add("--alpha-lr-ratio", type=float, help=f"PACT alpha learning rate over --lr when --alpha-lr is not "
                                              f"given (default {d.alpha_lr_ratio:g})")
     add("--lambda1", type=float, help=f"weight of the KL(clean || masked) term (default {d.lambda1})")
+    add("--warmup-epochs", type=int,
+        help=f"guided modes: epochs of the plain CE step before the saliency-guided one "
+             f"(default {d.warmup_epochs}: guided from the first step, as the paper)")
     add("--lambda2", type=float,
         help=f"weight of the saliency L1 term lambda2 * mean|S|: per image the mean over its pixels "
              f"of S = sum over RGB of |dCE/dpixel| (raw 0..255 pixels), i.e. the paper's ||S||_1 "

@@ -138,6 +138,20 @@ class SaliencyGuidedModel(tf.keras.Model):
         if self._alphas:
             names.append("mean_alpha")
         self._trackers = {n: tf.keras.metrics.Mean(name=n) for n in names}
+        self._warmup = False
+
+    @property
+    def warmup(self) -> bool:
+        """True: a guided model takes the plain CE step (no saliency, mask or KL), logging 0
+        for kl/l1/masked_fraction/eps so the history keeps its columns. Training sets it per
+        epoch (``warmup_epochs``); a change retraces the step."""
+        return self._warmup
+
+    @warmup.setter
+    def warmup(self, value):
+        if bool(value) != self._warmup:
+            self._warmup = bool(value)
+            self.train_function = None      # fit() builds the step again for the other branch
 
     def call(self, inputs, training=None):
         return self.model(inputs, training=training)
@@ -248,7 +262,7 @@ class SaliencyGuidedModel(tf.keras.Model):
         x = tf.cast(x, tf.float32)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync
         variables = self.trainable_variables
-        if not self.guided:
+        if not self.guided or self._warmup:
             with tf.GradientTape() as tape:
                 y_pred = self.model(x, training=True)
                 ce_scaled = self.compiled_loss(y, y_pred, sample_weight)
@@ -256,7 +270,11 @@ class SaliencyGuidedModel(tf.keras.Model):
                 total = ce_scaled + reg / replicas
             self.optimizer.minimize(total, variables, tape=tape)
             ce = ce_scaled * replicas
-            return self._log({"loss": ce + reg, "ce": ce}, y, y_pred, sample_weight)
+            values = {"loss": ce + reg, "ce": ce}
+            if self.guided:  # warm-up: the guided columns, at what nothing masked means
+                zero = tf.constant(0.0)
+                values.update(kl=zero, l1=zero, masked_fraction=zero, eps=zero)
+            return self._log(values, y, y_pred, sample_weight)
 
         state = self.model.non_trainable_variables
         with tf.GradientTape() as tape:

@@ -328,8 +328,13 @@ def _fit(config, run_dir, split, sgm, alphas, generators, ckpt, manager, start, 
     val = distribute.shard_by_data(pipeline.make_dataset(
         split, "val", config.image_size, config.batch_size, training=False,
         mask_overlays=config.mask_overlays, cache_dir=cache_dir))
+    warmup = config.warmup
+    if warmup and start < warmup:
+        print(f"warm-up: epochs 1-{warmup} take the plain CE step, the saliency-guided step starts "
+              f"at epoch {warmup + 1} (--warmup-epochs)")
     with interrupt:
         for epoch in range(start, config.epochs):
+            sgm.warmup = epoch < warmup
             # A fresh dataset per epoch, seeded from (seed, epoch): see kvasir_tf.callbacks.
             sgm.fit(_train_dataset(config, split, epoch, cache_dir), validation_data=val,
                     initial_epoch=epoch, epochs=config.epochs, callbacks=cbs, verbose=config.progress)

@@ -196,6 +196,28 @@ def test_fit_with_callbacks_logs_every_key_and_does_not_retrace(tmp_path):
     assert hist.history["val_accuracy"][-1] > 0.6
 
 
+def test_warmup_is_the_plain_step_with_the_guided_columns(tmp_path):
+    """Warm-up epochs update the weights exactly as the plain step does, log 0 for the guided
+    terms (one CSV header for the whole run) and the guided step comes back when it ends."""
+    x, y = colour_data(16, seed=9)
+    plain = wrap(tiny_cnn(seed=9), tf.keras.optimizers.SGD(0.1), guided=False)
+    warm = wrap(tiny_cnn(seed=9), tf.keras.optimizers.SGD(0.1))
+    warm.warmup = True
+    csv = tf.keras.callbacks.CSVLogger(tmp_path / "h.csv", append=True)
+    h_plain = plain.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0).history
+    h_warm = warm.fit(x, y, batch_size=8, epochs=1, shuffle=False, verbose=0, callbacks=[csv]).history
+    for a, b in zip(plain.model.get_weights(), warm.model.get_weights()):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6)
+    assert h_warm["ce"] == pytest.approx(h_plain["ce"], rel=1e-5)
+    assert [h_warm[k][0] for k in ("kl", "l1", "masked_fraction", "eps")] == [0.0] * 4
+    warm.warmup = False
+    h_guided = warm.fit(x, y, batch_size=8, epochs=2, initial_epoch=1, shuffle=False, verbose=0,
+                        callbacks=[csv]).history
+    assert h_guided["masked_fraction"][0] == pytest.approx(0.5) and h_guided["kl"][0] > 0
+    rows = (tmp_path / "h.csv").read_text().splitlines()
+    assert len(rows) == 3 and rows[0].count(",") == rows[1].count(",") == rows[2].count(",")
+
+
 def test_plain_step_logs_and_learns():
     x, y = colour_data(32, seed=8)
     sgt = wrap(tiny_cnn(seed=8), tf.keras.optimizers.Adam(1e-2), guided=False)

@@ -97,6 +97,14 @@ def test_defaults_paper_and_demo():
     assert demo.image_size == C.DEMO_DEFAULTS["image_size"] and demo.alpha == C.DEMO_DEFAULTS["alpha"]
 
 
+def test_warmup_is_opt_in_and_only_for_guided_modes():
+    assert cfg_from([]).warmup == 0                                   # the paper: guided from step 1
+    assert cfg_from(["--epochs", "10", "--warmup-epochs", "4"]).warmup == 4
+    assert cfg_from(["--mode", "pact-qat", "--epochs", "10", "--warmup-epochs", "4"]).warmup == 0
+    with pytest.raises(KvasirError, match="--warmup-epochs 10: use 0..9"):
+        C.TrainConfig(epochs=10, warmup_epochs=10).validate()
+
+
 @pytest.mark.parametrize("flags,match", [
     (["--mask-fraction", "1.5"], "--mask-fraction"),
     (["--bits", "9"], "--bits"),
@@ -192,7 +200,9 @@ def test_history_logs_every_loss_term(demo_run):
                 "val_loss", "val_accuracy"]:
         assert col in rows[0], col
     for r in rows:
-        assert abs(float(r["masked_fraction"]) - 0.5) < 0.02   # the 50 % target, to within sampling
+        # scope image masks exactly round(0.5 * H * W) pixels of every image, ties or not
+        pixels = cfg["image_size"] ** 2
+        assert float(r["masked_fraction"]) == pytest.approx(round(0.5 * pixels) / pixels, abs=1e-6)
         assert float(r["kl"]) >= 0 and float(r["eps"]) > 0
         assert CB.ALPHA_MIN <= float(r["mean_alpha"]) <= 6.0 + 1e-3
         # loss = ce + lambda1 * kl + eta * sum(alpha^2)   (lambda2 = 0, lambda1 = 1)
@@ -209,9 +219,14 @@ def test_a_few_epochs_lower_the_loss(tmp_path):
     data = synthetic.generate(tmp_path / "data", per_class=12, size=SIZE, seed=0,
                               classes=("dyed-lifted-polyps", "normal-pylorus"))
     run = tmp_path / "run"
-    assert T.main(["--data-dir", str(data), "--epochs", str(EPOCHS), *TINY, "--out", str(run)]) == 0
-    ce = [float(r["ce"]) for r in _history(run)]
+    assert T.main(["--data-dir", str(data), "--epochs", str(EPOCHS), *TINY, "--warmup-epochs", "1",
+                   "--out", str(run)]) == 0
+    rows = _history(run)
+    ce = [float(r["ce"]) for r in rows]
     assert ce[-1] < ce[0] - 0.3, ce
+    # --warmup-epochs 1: the first epoch is plain CE (nothing masked), the guided step follows
+    assert [float(r["masked_fraction"]) for r in rows] == [0.0] + [0.5] * (EPOCHS - 1)
+    assert float(rows[0]["kl"]) == 0.0 and all(float(r["kl"]) > 0 for r in rows[1:])
 
 
 def test_test_metrics_match_the_saved_best_model(demo_run):
