@@ -1,7 +1,6 @@
 """`make demo` (kvasir_tf.demo) end to end on tiny settings: data, the paper's model trained and
 converted, the report and the saliency summary, and a second run that reuses everything."""
 import json
-import os
 import re
 from pathlib import Path
 

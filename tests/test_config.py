@@ -1,0 +1,72 @@
+"""Training flags and TrainConfig: defaults, roles, one-line errors (no training here)."""
+import pytest
+
+import kvasir_tf  # noqa: F401
+from kvasir_tf import config as C
+from kvasir_tf import rundir
+from kvasir_tf import train as T
+from kvasir_tf.errors import KvasirError
+
+
+def cfg_from(argv):
+    return C.config_from_args(T.parser().parse_args(argv))
+
+
+def test_demo_and_data_dir_exclude_each_other(capsys):
+    with pytest.raises(SystemExit) as exc:
+        T.parser().parse_args(["--demo", "--data-dir", "x"])
+    assert exc.value.code == 2 and "not allowed with argument" in capsys.readouterr().err
+
+
+def test_help_states_each_default_once(capsys):
+    with pytest.raises(SystemExit):
+        T.parser().parse_args(["--help"])
+    out = capsys.readouterr().out
+    assert out.count("(default 224)") == 1 and "(default: None)" not in out
+
+
+def test_config_field_roles_decide_resume_and_reuse():
+    roles = {f.name: f.metadata["role"] for f in C.dataclasses.fields(C.TrainConfig)}
+    assert roles["epochs"] == rundir.SCHEDULE and roles["lr"] == rundir.SCHEDULE
+    assert roles["image_size"] == rundir.LEARN and roles["init_from"] == rundir.ORIGIN
+    assert roles["out"] == rundir.PLACE and roles["progress"] == rundir.PLACE
+
+
+def test_cli_without_data_explains_and_fails(tmp_path, monkeypatch, capsys):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv(C.DATA_ENV, raising=False)
+    assert T.main(["--epochs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: no dataset")
+    assert "--data-dir" in err and "--demo" in err and "kvasir-data download" in err
+    assert not (tmp_path / "runs").exists()  # never trains on nothing
+
+
+def test_defaults_paper_and_demo():
+    paper = cfg_from([])
+    assert (paper.mode, paper.epochs, paper.batch_size, paper.mask_fraction) == ("sgt-pact-qat", 50, 128, 0.5)
+    assert (paper.image_size, paper.alpha, paper.bn_momentum) == (224, 1.0, None)
+    demo = cfg_from(["--demo", "--epochs", "2"])
+    assert demo.demo and demo.epochs == 2  # explicit flags win over the demo defaults
+    assert demo.image_size == C.DEMO_DEFAULTS["image_size"] and demo.alpha == C.DEMO_DEFAULTS["alpha"]
+
+
+def test_warmup_is_opt_in_and_only_for_guided_modes():
+    assert cfg_from([]).warmup == 0                                   # the paper: guided from step 1
+    assert cfg_from(["--epochs", "10", "--warmup-epochs", "4"]).warmup == 4
+    assert cfg_from(["--mode", "pact-qat", "--epochs", "10", "--warmup-epochs", "4"]).warmup == 0
+    with pytest.raises(KvasirError, match="--warmup-epochs 10: use 0..9"):
+        C.TrainConfig(epochs=10, warmup_epochs=10).validate()
+
+
+@pytest.mark.parametrize("flags,match", [
+    (["--mask-fraction", "1.5"], "--mask-fraction"),
+    (["--bits", "9"], "--bits"),
+    (["--epochs", "0"], "--epochs"),
+    (["--weights", "/nonexistent/w.h5"], "--weights"),
+])
+def test_bad_flags_are_one_line_errors(flags, match):
+    with pytest.raises(KvasirError, match=match):
+        cfg_from(flags).validate()
+
+
