@@ -99,7 +99,7 @@ class TrainConfig:
     alpha_lr_ratio: float = _f(ALPHA_LR_RATIO, SCHEDULE, pact_only=True)
     lambda1: float = _f(_sgm_default("lambda1"))
     # plain CE epochs before the saliency-guided step (0: Algorithm 2 from the first step; over
-    # 5 seeds a warm-up changed nothing measurable, README "Learning on real patches")
+    # 5 seeds a warm-up changed nothing measurable, README "The saliency-guided step")
     warmup_epochs: int = _f(0, guided_only=True)
     lambda2: float = _f(_sgm_default("lambda2"))
     mask_fraction: float = _f(_sgm_default("mask_fraction"))
