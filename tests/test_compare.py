@@ -283,7 +283,6 @@ def test_cli_success_path_with_qat_flags_and_models(tmp_path, make_dataset_dir, 
     assert (fl["epochs"], fl["lr"]) == (1, 2e-3) and fl["init_from"] is None
     assert (qat["epochs"], qat["lr"], qat["mode"]) == (2, 1e-4, "qat")
     assert Path(qat["init_from"]) == out / "runs" / "float"
-    assert doc["rows"]["qat-int8"]["agreement_source"] >= 0
     written = [Path(line.split(" ", 1)[1]) for line in printed.splitlines() if line.startswith("wrote ")]
     assert out / "comparison.md" in written and all(p.is_file() for p in written)
     # an unknown row is a one-line error before anything trains

@@ -359,7 +359,8 @@ def test_cli_exports_and_checks_on_a_runs_test_split(qat_int8, tmp_path, capsys)
     assert main([str(qat_int8), "--out", str(out), "--board", "esp32s3", "--run", str(F.run_dir()),
                  "--tflm-tolerance", "2"]) == 0
     printed = capsys.readouterr().out
-    n = min(len(F.split().test), 48)
+    from kvasir_tf.micro.export import MAX_CHECK_IMAGES
+    n = min(len(F.split().test), MAX_CHECK_IMAGES)
     assert f"TFLM vs LiteRT reference kernels on {n} test images" in printed
     side = json.loads((out / "model_micro.json").read_text())
     check = json.loads((out / "tflm_check.json").read_text())["tflm_check"]
