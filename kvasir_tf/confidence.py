@@ -1,0 +1,186 @@
+"""Whether a model's confidence can be trusted: calibration error, temperature scaling and
+selective prediction (abstaining below a confidence threshold).
+
+A quantized model's softmax sits on a grid (int8: steps of 1/256) and may be more or less
+confident than its float source: accuracy alone does not show that. Everything here takes
+probabilities ``[N, C]`` (an int8 model's dequantized outputs) and labels ``[N]``.
+
+- ECE uses **equal-mass** bins (each bin holds the same number of images, to one): with 50-150
+  test images, equal-width bins leave most bins empty or holding a handful of images. The bins
+  are cut by rank, not by ``sklearn.calibration.calibration_curve(strategy="quantile")``, whose
+  quantile edges merge bins when confidences tie (int8 outputs tie often) and which returns no
+  bin counts to weight by.
+- Brier score and NLL are scikit-learn's (``brier_score_loss`` with ``labels``, ``log_loss``).
+- Temperature scaling divides the logits by ``T``; the models here end in a softmax, so the
+  logits are ``log p`` (up to a constant per image, which softmax ignores) and the scaled
+  probabilities are ``p ** (1/T)`` renormalised, after flooring ``p`` at :func:`prob_floor`
+  (half an output step for an int8 model, whose smallest non-zero output is one step). The
+  firmware and the Android app compute exactly this (golden vectors pin the three).
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from kvasir_tf.errors import KvasirError
+from kvasir_tf.stats import BOOTSTRAP_SEED, CONFIDENCE, N_RESAMPLES, _group_index
+
+ECE_BINS = 10                    # equal-mass bins: ~14 images a bin on 141 test patches
+FLOAT_PROB_FLOOR = 1e-7          # a float softmax's floor before taking logs
+TEMPERATURE_BOUNDS = (0.05, 20.0)
+DEFAULT_TARGET_ACCURACY = 0.9    # selective prediction: the accuracy the threshold aims for
+FIGURES = ("ece", "classwise_ece", "brier", "nll")
+
+
+def prob_floor(output_scale=None) -> float:
+    """The floor under probabilities: half an output step for a quantized output, else 1e-7."""
+    return float(output_scale) / 2.0 if output_scale else FLOAT_PROB_FLOOR
+
+
+def _check(probs, labels):
+    p = np.asarray(probs, dtype=np.float64)
+    y = np.asarray(labels).astype(np.int64).reshape(-1)
+    if p.ndim != 2 or p.shape[0] != y.size or y.size == 0:
+        raise KvasirError(f"calibration needs probabilities [N, C] and N labels (N > 0), got "
+                          f"{p.shape} and {y.size} labels")
+    if y.min() < 0 or y.max() >= p.shape[1]:
+        raise KvasirError(f"labels must lie in 0..{p.shape[1] - 1} for {p.shape[1]} output columns")
+    return p, y
+
+
+def _binned_gap(conf, hit, bins: int) -> float:
+    """sum_b (n_b / N) |mean(hit_b) - mean(conf_b)| over equal-mass bins of ``conf``."""
+    order = np.argsort(conf, kind="stable")
+    total = 0.0
+    for idx in np.array_split(order, min(int(bins), conf.size)):
+        total += idx.size * abs(hit[idx].mean() - conf[idx].mean())
+    return total / conf.size
+
+
+def ece(probs, labels, bins: int = ECE_BINS) -> float:
+    """Top-label expected calibration error: confidence = max p, hit = argmax is the label."""
+    p, y = _check(probs, labels)
+    return _binned_gap(p.max(axis=1), (p.argmax(axis=1) == y).astype(np.float64), bins)
+
+
+def classwise_ece(probs, labels, bins: int = ECE_BINS) -> float:
+    """Mean over classes of the ECE of p_c against 1[label = c] (Kull et al., 2019)."""
+    p, y = _check(probs, labels)
+    return float(np.mean([_binned_gap(p[:, c], (y == c).astype(np.float64), bins)
+                          for c in range(p.shape[1])]))
+
+
+def brier(probs, labels) -> float:
+    """Multi-class Brier score: mean over images of sum_c (p_c - 1[label = c])^2."""
+    from sklearn.metrics import brier_score_loss
+    p, y = _check(probs, labels)
+    return float(brier_score_loss(y, p, labels=list(range(p.shape[1]))))
+
+
+def nll(probs, labels, floor: float = FLOAT_PROB_FLOOR) -> float:
+    """Mean negative log-likelihood of the label, probabilities floored at ``floor``."""
+    from sklearn.metrics import log_loss
+    p, y = _check(probs, labels)
+    p = np.maximum(p, floor)
+    return float(log_loss(y, p / p.sum(axis=1, keepdims=True), labels=list(range(p.shape[1]))))
+
+
+def figures(probs, labels, *, floor: float = FLOAT_PROB_FLOOR, bins: int = ECE_BINS) -> dict:
+    """ECE, classwise ECE, Brier and NLL of one set of probabilities."""
+    return {"ece": ece(probs, labels, bins), "classwise_ece": classwise_ece(probs, labels, bins),
+            "brier": brier(probs, labels), "nll": nll(probs, labels, floor)}
+
+
+def figure_intervals(probs, labels, *, floor: float = FLOAT_PROB_FLOOR, bins: int = ECE_BINS,
+                     groups=None, n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE,
+                     seed: int = BOOTSTRAP_SEED) -> dict:
+    """{figure: (low, high)}: percentile bootstrap over the images, or over whole source images
+    when ``groups`` (one id per image) is given, as ``kvasir_tf.stats`` does for MCC."""
+    from scipy.stats import bootstrap
+    p, y = _check(probs, labels)
+    gi = _group_index(y.size, groups)
+    members = [np.flatnonzero(gi == g) for g in range(int(gi.max()) + 1)]
+
+    def statistic(drawn):
+        idx = np.concatenate([members[int(g)] for g in drawn])
+        f = figures(p[idx], y[idx], floor=floor, bins=bins)
+        return np.array([f[k] for k in FIGURES])
+
+    res = bootstrap((np.arange(len(members)),), statistic, vectorized=False,
+                    n_resamples=n_resamples, confidence_level=confidence, method="percentile",
+                    rng=seed)
+    low, high = res.confidence_interval
+    return {k: (float(lo), float(hi)) for k, lo, hi in zip(FIGURES, low, high)}
+
+
+# -- temperature scaling ----------------------------------------------------------------------
+def apply_temperature(probs, temperature: float, floor: float = FLOAT_PROB_FLOOR) -> np.ndarray:
+    """softmax(log(max(p, floor)) / T): ``p ** (1/T)`` renormalised, computed in log space."""
+    t = float(temperature)
+    if not t > 0:
+        raise KvasirError(f"temperature must be > 0, got {temperature}")
+    z = np.log(np.maximum(np.asarray(probs, dtype=np.float64), floor)) / t
+    z -= z.max(axis=-1, keepdims=True)
+    e = np.exp(z)
+    return e / e.sum(axis=-1, keepdims=True)
+
+
+def fit_temperature(probs, labels, floor: float = FLOAT_PROB_FLOOR) -> float:
+    """The T minimising the NLL of ``labels`` (fit it on the VALIDATION split, never test)."""
+    from scipy.optimize import minimize_scalar
+    p, y = _check(probs, labels)
+    logp = np.log(np.maximum(p, floor))
+
+    def loss(log_t):
+        z = logp / np.exp(log_t)
+        z -= z.max(axis=1, keepdims=True)
+        return float(np.mean(np.log(np.exp(z).sum(axis=1)) - z[np.arange(y.size), y]))
+
+    lo, hi = np.log(TEMPERATURE_BOUNDS)
+    res = minimize_scalar(loss, bounds=(lo, hi), method="bounded", options={"xatol": 1e-6})
+    return float(np.exp(res.x))
+
+
+# -- selective prediction --------------------------------------------------------------------
+def risk_coverage(probs, labels) -> dict:
+    """Accuracy and coverage as the confidence threshold rises: keeping the k most confident
+    images for k = N..1. ``aurc`` is the mean selective risk (1 - accuracy) over k, the area
+    under the risk-coverage curve (lower is better)."""
+    p, y = _check(probs, labels)
+    conf = p.max(axis=1)
+    order = np.argsort(-conf, kind="stable")
+    hit = (p.argmax(axis=1) == y)[order].astype(np.float64)
+    k = np.arange(1, y.size + 1)
+    accuracy = np.cumsum(hit) / k
+    return {"threshold": conf[order], "coverage": k / y.size, "accuracy": accuracy,
+            "aurc": float(np.mean(1.0 - accuracy))}
+
+
+def threshold_for_accuracy(probs, labels, target: float = DEFAULT_TARGET_ACCURACY) -> dict:
+    """The lowest confidence threshold whose kept images reach ``target`` accuracy (the most
+    coverage that does), chosen on validation. ``threshold`` is None when no non-empty set of
+    the most confident images reaches it: the device would then have to abstain on everything."""
+    if not 0.0 < float(target) <= 1.0:
+        raise KvasirError(f"target accuracy must be in (0, 1], got {target}")
+    rc = risk_coverage(probs, labels)
+    conf = rc["threshold"]
+    # A device keeps every image with conf >= threshold, so only the last of a run of tied
+    # confidences is a possible cut.
+    ends = np.flatnonzero(np.append(conf[1:] < conf[:-1], True))
+    ok = ends[rc["accuracy"][ends] >= float(target) - 1e-12]
+    if ok.size == 0:
+        return {"target": float(target), "threshold": None, "coverage": 0.0, "accuracy": None}
+    i = int(ok[-1])
+    return {"target": float(target), "threshold": float(conf[i]),
+            "coverage": float(rc["coverage"][i]), "accuracy": float(rc["accuracy"][i])}
+
+
+def selective(probs, labels, threshold) -> dict:
+    """Coverage and accuracy on the images whose confidence is >= ``threshold`` (a threshold
+    chosen on validation, applied to test)."""
+    p, y = _check(probs, labels)
+    if threshold is None:
+        return {"threshold": None, "coverage": 0.0, "accuracy": None, "n_kept": 0}
+    kept = p.max(axis=1) >= float(threshold)
+    n = int(kept.sum())
+    acc = float((p.argmax(axis=1)[kept] == y[kept]).mean()) if n else None
+    return {"threshold": float(threshold), "coverage": n / y.size, "accuracy": acc, "n_kept": n}
