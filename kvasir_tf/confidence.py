@@ -10,7 +10,9 @@ probabilities ``[N, C]`` (an int8 model's dequantized outputs) and labels ``[N]`
   are cut by rank, not by ``sklearn.calibration.calibration_curve(strategy="quantile")``, whose
   quantile edges merge bins when confidences tie (int8 outputs tie often) and which returns no
   bin counts to weight by.
-- Brier score and NLL are scikit-learn's (``brier_score_loss`` with ``labels``, ``log_loss``).
+- Brier score and NLL are the definitions of scikit-learn's ``brier_score_loss`` (with
+  ``labels``) and ``log_loss``, written in numpy so the bootstrap can call them thousands of
+  times (a test holds them equal to scikit-learn's).
 - Temperature scaling divides the logits by ``T``; the models here end in a softmax, so the
   logits are ``log p`` (up to a constant per image, which softmax ignores) and the scaled
   probabilities are ``p ** (1/T)`` renormalised, after flooring ``p`` at :func:`prob_floor`
@@ -47,47 +49,54 @@ def _check(probs, labels):
     return p, y
 
 
-def _binned_gap(conf, hit, bins: int) -> float:
-    """sum_b (n_b / N) |mean(hit_b) - mean(conf_b)| over equal-mass bins of ``conf``."""
-    order = np.argsort(conf, kind="stable")
-    total = 0.0
-    for idx in np.array_split(order, min(int(bins), conf.size)):
-        total += idx.size * abs(hit[idx].mean() - conf[idx].mean())
-    return total / conf.size
+def _binned_gap(conf, hit, bins: int) -> np.ndarray:
+    """sum_b (n_b / N) |mean(hit_b) - mean(conf_b)| over equal-mass bins, per column of
+    ``conf``/``hit`` [N, K]: image of rank r (by confidence) falls in bin floor(r * bins / N)."""
+    m = conf.shape[0]
+    order = np.argsort(conf, axis=0, kind="stable")
+    d = np.take_along_axis(hit - conf, order, axis=0)
+    starts = np.unique((np.arange(m) * min(int(bins), m)) // m, return_index=True)[1]
+    return np.abs(np.add.reduceat(d, starts, axis=0)).sum(axis=0) / m
+
+
+def _figures(p, y, floor: float, bins: int) -> np.ndarray:
+    """ECE, classwise ECE, Brier, NLL (the order of FIGURES) of checked arrays; numpy only, so
+    the bootstrap can afford thousands of calls (tests hold Brier and NLL equal to sklearn's)."""
+    onehot = np.zeros_like(p)
+    onehot[np.arange(y.size), y] = 1.0
+    top = p.argmax(axis=1)
+    top_ece = _binned_gap(p.max(axis=1)[:, None], (top == y).astype(np.float64)[:, None], bins)[0]
+    class_ece = _binned_gap(p, onehot, bins).mean()
+    brier_score = np.mean(np.sum((p - onehot) ** 2, axis=1))
+    q = np.maximum(p, floor)
+    nll_value = -np.mean(np.log(q[np.arange(y.size), y] / q.sum(axis=1)))
+    return np.array([top_ece, class_ece, brier_score, nll_value])
 
 
 def ece(probs, labels, bins: int = ECE_BINS) -> float:
     """Top-label expected calibration error: confidence = max p, hit = argmax is the label."""
-    p, y = _check(probs, labels)
-    return _binned_gap(p.max(axis=1), (p.argmax(axis=1) == y).astype(np.float64), bins)
+    return float(_figures(*_check(probs, labels), FLOAT_PROB_FLOOR, bins)[0])
 
 
 def classwise_ece(probs, labels, bins: int = ECE_BINS) -> float:
     """Mean over classes of the ECE of p_c against 1[label = c] (Kull et al., 2019)."""
-    p, y = _check(probs, labels)
-    return float(np.mean([_binned_gap(p[:, c], (y == c).astype(np.float64), bins)
-                          for c in range(p.shape[1])]))
+    return float(_figures(*_check(probs, labels), FLOAT_PROB_FLOOR, bins)[1])
 
 
 def brier(probs, labels) -> float:
     """Multi-class Brier score: mean over images of sum_c (p_c - 1[label = c])^2."""
-    from sklearn.metrics import brier_score_loss
-    p, y = _check(probs, labels)
-    return float(brier_score_loss(y, p, labels=list(range(p.shape[1]))))
+    return float(_figures(*_check(probs, labels), FLOAT_PROB_FLOOR, ECE_BINS)[2])
 
 
 def nll(probs, labels, floor: float = FLOAT_PROB_FLOOR) -> float:
-    """Mean negative log-likelihood of the label, probabilities floored at ``floor``."""
-    from sklearn.metrics import log_loss
-    p, y = _check(probs, labels)
-    p = np.maximum(p, floor)
-    return float(log_loss(y, p / p.sum(axis=1, keepdims=True), labels=list(range(p.shape[1]))))
+    """Mean negative log-likelihood of the label, probabilities floored at ``floor`` (and
+    renormalised), so a zero for the label costs -log(floor) instead of infinity."""
+    return float(_figures(*_check(probs, labels), floor, ECE_BINS)[3])
 
 
 def figures(probs, labels, *, floor: float = FLOAT_PROB_FLOOR, bins: int = ECE_BINS) -> dict:
     """ECE, classwise ECE, Brier and NLL of one set of probabilities."""
-    return {"ece": ece(probs, labels, bins), "classwise_ece": classwise_ece(probs, labels, bins),
-            "brier": brier(probs, labels), "nll": nll(probs, labels, floor)}
+    return dict(zip(FIGURES, map(float, _figures(*_check(probs, labels), floor, bins))))
 
 
 def figure_intervals(probs, labels, *, floor: float = FLOAT_PROB_FLOOR, bins: int = ECE_BINS,
@@ -98,14 +107,15 @@ def figure_intervals(probs, labels, *, floor: float = FLOAT_PROB_FLOOR, bins: in
     from scipy.stats import bootstrap
     p, y = _check(probs, labels)
     gi = _group_index(y.size, groups)
-    members = [np.flatnonzero(gi == g) for g in range(int(gi.max()) + 1)]
+    n_groups = int(gi.max()) + 1
+    images = np.arange(y.size)
 
     def statistic(drawn):
-        idx = np.concatenate([members[int(g)] for g in drawn])
-        f = figures(p[idx], y[idx], floor=floor, bins=bins)
-        return np.array([f[k] for k in FIGURES])
+        times = np.bincount(np.asarray(drawn, np.int64), minlength=n_groups)[gi]
+        idx = np.repeat(images, times)          # every image of a drawn group, as often as drawn
+        return _figures(p[idx], y[idx], floor, bins)
 
-    res = bootstrap((np.arange(len(members)),), statistic, vectorized=False,
+    res = bootstrap((np.arange(n_groups),), statistic, vectorized=False,
                     n_resamples=n_resamples, confidence_level=confidence, method="percentile",
                     rng=seed)
     low, high = res.confidence_interval
@@ -184,3 +194,63 @@ def selective(probs, labels, threshold) -> dict:
     n = int(kept.sum())
     acc = float((p.argmax(axis=1)[kept] == y[kept]).mean()) if n else None
     return {"threshold": float(threshold), "coverage": n / y.size, "accuracy": acc, "n_kept": n}
+
+
+# -- what a deployed model carries, and what a report shows ------------------------------------
+def calibrate(probs, labels, *, floor: float = FLOAT_PROB_FLOOR,
+              target: float = DEFAULT_TARGET_ACCURACY) -> dict:
+    """Fit on the VALIDATION split what a device applies: the temperature, then the confidence
+    threshold (on the temperature-scaled probabilities) below which it answers "uncertain"."""
+    p, y = _check(probs, labels)
+    t = fit_temperature(p, y, floor)
+    pick = threshold_for_accuracy(apply_temperature(p, t, floor), y, target)
+    return {"temperature": t, "abstain_below": pick["threshold"], "target_accuracy": float(target),
+            "val_coverage": pick["coverage"], "val_accuracy": pick["accuracy"],
+            "fitted_on": "val", "n": int(y.size), "floor": float(floor)}
+
+
+def report(probs, labels, *, floor: float = FLOAT_PROB_FLOOR, fitted: dict | None = None,
+           groups=None, bins: int = ECE_BINS, n_resamples: int = N_RESAMPLES) -> dict:
+    """Calibration and selective prediction of one artifact on one (test) split.
+
+    ``fitted``: :func:`calibrate` on validation; without it only the raw figures are given."""
+    p, y = _check(probs, labels)
+
+    def block(q):
+        point = dict(zip(FIGURES, map(float, _figures(q, y, floor, bins))))
+        ci = figure_intervals(q, y, floor=floor, bins=bins, groups=groups, n_resamples=n_resamples)
+        rc = risk_coverage(q, y)
+        return {**point, "intervals": {k: list(v) for k, v in ci.items()}, "aurc": rc["aurc"]}
+
+    out = {"bins": int(bins), "binning": "equal-mass", "n": int(y.size), "floor": float(floor),
+           "raw": block(p)}
+    if fitted:
+        q = apply_temperature(p, fitted["temperature"], floor)
+        out.update(temperature=float(fitted["temperature"]), scaled=block(q),
+                   selective=selective(q, y, fitted.get("abstain_below")),
+                   target_accuracy=fitted.get("target_accuracy"))
+    return out
+
+
+def format_report(rep: dict) -> str:
+    """The lines ``kvasir-evaluate`` prints."""
+    def line(name, b):
+        ci = b["intervals"]
+        return (f"  {name:<16} ECE {b['ece']:.3f} [{ci['ece'][0]:.3f}, {ci['ece'][1]:.3f}]  "
+                f"classwise {b['classwise_ece']:.3f}  Brier {b['brier']:.3f} "
+                f"[{ci['brier'][0]:.3f}, {ci['brier'][1]:.3f}]  NLL {b['nll']:.3f} "
+                f"[{ci['nll'][0]:.3f}, {ci['nll'][1]:.3f}]  AURC {b['aurc']:.3f}")
+    lines = [f"calibration ({rep['bins']} {rep['binning']} bins, n {rep['n']}, 95 % bootstrap "
+             f"intervals):", line("raw", rep["raw"])]
+    if "scaled" in rep:
+        lines.append(line(f"T = {rep['temperature']:.3f}", rep["scaled"]))
+        s = rep["selective"]
+        if s["threshold"] is None:
+            lines.append(f"  selective: no threshold reached {rep['target_accuracy']:.0%} accuracy "
+                         "on validation (the device would answer \"uncertain\" to every image)")
+        else:
+            acc = "n/a" if s["accuracy"] is None else f"{s['accuracy']:.3f}"
+            lines.append(f"  selective: uncertain below {s['threshold']:.3f} (chosen on validation "
+                         f"for {rep['target_accuracy']:.0%}): coverage {s['coverage']:.3f} "
+                         f"({s['n_kept']} of {rep['n']}), accuracy {acc}")
+    return "\n".join(lines)

@@ -65,6 +65,34 @@ def test_brier_and_nll_match_their_definitions():
         -np.log(1e-3 / (1 + 1e-3)))
 
 
+def test_brier_and_nll_equal_scikit_learns():
+    from sklearn.metrics import brier_score_loss, log_loss
+    rng = np.random.default_rng(3)
+    p = rng.dirichlet(np.ones(6), size=200)
+    y = rng.integers(0, 6, 200)
+    assert cf.brier(p, y) == pytest.approx(brier_score_loss(y, p, labels=list(range(6))))
+    assert cf.nll(p, y) == pytest.approx(log_loss(y, p, labels=list(range(6))))
+
+
+def test_calibrate_and_report_on_an_overconfident_model():
+    rng = np.random.default_rng(4)
+    logits = rng.normal(0, 1.5, size=(4000, 5))
+    _, y = _sampled(logits, rng)
+    hot = np.exp(logits * 2.5)
+    hot /= hot.sum(axis=1, keepdims=True)
+    fitted = cf.calibrate(hot[:2000], y[:2000], target=0.8)          # "validation"
+    assert fitted["temperature"] == pytest.approx(2.5, rel=0.1)
+    rep = cf.report(hot[2000:], y[2000:], fitted=fitted, n_resamples=200)   # "test"
+    assert rep["scaled"]["ece"] < rep["raw"]["ece"] / 2
+    assert rep["scaled"]["nll"] < rep["raw"]["nll"]
+    # T changes how sure the model is, never which class it picks.
+    assert np.array_equal(cf.apply_temperature(hot, fitted["temperature"]).argmax(1), hot.argmax(1))
+    sel = rep["selective"]
+    assert 0 < sel["coverage"] < 1 and sel["accuracy"] == pytest.approx(0.8, abs=0.04)
+    text = cf.format_report(rep)
+    assert "10 equal-mass bins" in text and "uncertain below" in text
+
+
 def test_fitted_temperature_recovers_a_known_scale():
     rng = np.random.default_rng(1)
     logits = rng.normal(0, 1.5, size=(20000, 8))
