@@ -182,11 +182,8 @@ def _agreement(rows: dict):
 
 def test_groups(split, data_dir=None):
     """One group id per test image: its source image for a patch dataset, else None (independent)."""
-    from kvasir_tf.data.discovery import read_groups
     from kvasir_tf.data.split import as_split
-    sp = as_split(split, data_dir)
-    groups = read_groups(sp.root, sp.test) if sp.grouped else None
-    return None if groups is None else [groups[rel] for rel, _ in sp.test]
+    return as_split(split, data_dir).groups("test")
 
 
 def _intervals(rows: dict, split, data_dir=None):

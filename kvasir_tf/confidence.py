@@ -254,3 +254,48 @@ def format_report(rep: dict) -> str:
                          f"for {rep['target_accuracy']:.0%}): coverage {s['coverage']:.3f} "
                          f"({s['n_kept']} of {rep['n']}), accuracy {acc}")
     return "\n".join(lines)
+
+
+# -- the sidecar's part: output.temperature, output.abstain_below, output.calibration -----------
+def floor_of(sidecar: dict | None) -> float:
+    """The probability floor for an artifact: half its output step when the output is int8."""
+    return prob_floor((sidecar or {}).get("output", {}).get("scale"))
+
+
+def from_sidecar(sidecar: dict | None) -> dict | None:
+    """The fitted temperature and threshold a converted model carries, or None (older files)."""
+    out = (sidecar or {}).get("output", {})
+    if out.get("temperature") is None:
+        return None
+    return {**out.get("calibration", {}), "temperature": float(out["temperature"]),
+            "abstain_below": out.get("abstain_below")}
+
+
+def into_sidecar(sidecar: dict, fitted: dict) -> dict:
+    """``sidecar`` with ``fitted`` (:func:`calibrate`) in its output entry, as devices read it."""
+    rest = {k: v for k, v in fitted.items() if k not in ("temperature", "abstain_below")}
+    output = {**sidecar["output"], "temperature": float(fitted["temperature"]),
+              "abstain_below": fitted["abstain_below"], "calibration": rest}
+    return {**sidecar, "output": output}
+
+
+# -- what a device computes from its int8 output ----------------------------------------------
+UNCERTAIN = -1      # the decision when the top probability is below the abstain threshold
+
+
+def device_probabilities(scores, output_scale: float, output_zero_point: int,
+                         temperature: float = 1.0) -> np.ndarray:
+    """The firmware's and the app's probabilities for int8 output ``scores`` [..., C]:
+    dequantize, floor at half a step, temperature-scale (the reference their golden vectors pin)."""
+    p = (np.asarray(scores, np.int64) - int(output_zero_point)) * float(output_scale)
+    return apply_temperature(p, temperature, prob_floor(output_scale))
+
+
+def decide(probs, abstain_below=None) -> np.ndarray:
+    """Top-1 class per row (lowest index on ties), or UNCERTAIN where its probability is below
+    ``abstain_below`` (None: never abstain)."""
+    p = np.atleast_2d(np.asarray(probs, np.float64))
+    top = p.argmax(axis=1)
+    if abstain_below is None:
+        return top
+    return np.where(p[np.arange(len(p)), top] < float(abstain_below), UNCERTAIN, top)

@@ -109,12 +109,15 @@ def evaluate(model_path, split, subset="test", batch_size=DEFAULT_BATCH, *, out_
     from kvasir_tf.data.split import as_split
     from kvasir_tf.scoring import score
     p = predictor or Predictor(model_path)
-    report = score(p.predict, as_split(split, data_dir), subset, image_size=p.image_size,
+    sp = as_split(split, data_dir)
+    report = score(p.predict, sp, subset, image_size=p.image_size,
                    class_names=p.class_names, num_classes=p.num_classes, batch_size=batch_size,
                    mask_overlays=mask_overlays, name=str(model_path))
     report.update(model=str(model_path), kind=p.kind)
     if p.sidecar:
         report["tflite_mode"] = p.sidecar.get("mode")
+    report["confidence"] = confidence_report(p, sp, subset, report, batch_size=batch_size,
+                                             mask_overlays=mask_overlays)
     if out_dir is not None:
         out = Path(out_dir)
         out.mkdir(parents=True, exist_ok=True)
@@ -123,6 +126,27 @@ def evaluate(model_path, split, subset="test", batch_size=DEFAULT_BATCH, *, out_
         save_confusion_matrix_png(report, out / CM_PNG_NAME)
         report["outputs"] = [str(out / n) for n in (REPORT_NAME, TABLE_NAME, CM_PNG_NAME)]
     return report
+
+
+def confidence_report(p, split, subset, report, *, batch_size=DEFAULT_BATCH,
+                      mask_overlays=False) -> dict:
+    """Calibration and selective prediction of ``report``'s probabilities, with the temperature
+    and threshold the artifact's sidecar carries, else fitted here on the split's validation
+    images (never on the subset scored, unless that is val itself: then none is fitted)."""
+    from kvasir_tf import confidence
+    from kvasir_tf.scoring import score
+    floor = confidence.floor_of(p.sidecar)
+    fitted = confidence.from_sidecar(p.sidecar)
+    source = "sidecar" if fitted else None
+    if fitted is None and subset != "val" and len(split.subset("val")) > 0:
+        val = score(p.predict, split, "val", image_size=p.image_size, class_names=p.class_names,
+                    num_classes=p.num_classes, batch_size=batch_size, mask_overlays=mask_overlays)
+        fitted = confidence.calibrate(val["probabilities"], val["labels"], floor=floor)
+        source = "fitted on val here"
+    rep = confidence.report(report["probabilities"], report["labels"], floor=floor, fitted=fitted,
+                            groups=split.groups(subset))
+    rep["fitted_from"] = source
+    return rep
 
 
 def format_confusion(report) -> str:
@@ -180,6 +204,10 @@ def main(argv=None) -> int:
     print(f"{args.model} ({p.kind}) on {report['n']} {args.split} images")
     print(format_report(report))
     print(format_confusion(report))
+    from kvasir_tf.confidence import format_report as format_confidence
+    print(format_confidence(report["confidence"]))
+    if report["confidence"]["fitted_from"]:
+        print(f"  (temperature and threshold: {report['confidence']['fitted_from']})")
     for f in report.get("outputs", []):
         print(f"wrote {f}")
     return 0

@@ -34,7 +34,8 @@ def score(predict, split, subset="test", *, image_size: int, class_names=None, n
                             for i in range(0, len(paths), chunk)])
     report = classification_report(y_true, probs, names)
     report.update(subset=subset, image_size=image_size, data_root=str(split.root),
-                  predictions=[int(v) for v in probs.argmax(1)], labels=[int(v) for v in y_true])
+                  predictions=[int(v) for v in probs.argmax(1)], labels=[int(v) for v in y_true],
+                  probabilities=np.round(probs.astype(np.float64), 7).tolist())
     return report
 
 

@@ -19,7 +19,7 @@ from kvasir_tf import device_logs, golden
 REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "mobile" / "android" / "core"
 JARS = ("/usr/share/java/junit4.jar", "/usr/share/java/hamcrest-core.jar")
-TEST_CLASSES = ("CoreUnitTest", "BenchmarkTest", "GoldenVectorsTest", "ModelFilesTest")
+TEST_CLASSES = ("CoreUnitTest", "BenchmarkTest", "GoldenVectorsTest", "ModelFilesTest", "ConfidenceTest")
 TIE_OUTPUTS = ([5, 9, 9, 1], [-128, -128, -128, -128], [0, 3, -1, 3], [1, 2, 3, 4], [127, -128, 127, 0],
                [-7, -8, -9, -6])
 
@@ -101,6 +101,7 @@ def golden_root(shared_data, tmp_path_factory):
     scores = iter(TIE_OUTPUTS)
     golden.write_golden(root / "ties", cases, size=32, run_model=lambda q: np.asarray([next(scores)], np.int8))
     golden.write_golden(root / "odd", cases, size=67, scale=0.75, zero_point=7)
+    golden.write_confidence_golden(root, golden.confidence_cases())   # root/confidence.tsv
     return root
 
 
@@ -139,7 +140,7 @@ def test_every_jvm_test_ran_and_passed(junit):
 def test_kotlin_input_tensors_equal_the_python_reference(junit, golden_root):
     _, report = junit
     got = rows(report / "golden_inputs.tsv")
-    want = [(d.name, c["name"]) for d in sorted(golden_root.iterdir())
+    want = [(d.name, c["name"]) for d in sorted(golden_root.iterdir()) if d.is_dir()
             for c in rows(d / "cases.tsv") if c["format"] == "rgb888"]
     assert [(r["folder"], r["name"]) for r in got] == want        # every case compared, none skipped
     assert len(want) == 4 * 6 and all(r["mismatches"] == "0" for r in got)
@@ -159,6 +160,17 @@ def test_kotlin_top1_equals_the_python_reference_on_real_outputs(junit, golden_r
         scale, zp = float(c["output_scale"]), int(c["output_zero_point"])
         assert float(r["confidence"]) == pytest.approx((int(out.max()) - zp) * scale, abs=1e-6)
     assert [int(r["top1_kotlin"]) for r in got if r["folder"] == "ties"] == [1, 0, 1, 3, 0, 3]
+
+
+def test_kotlin_temperature_and_abstain_equal_the_python_reference(junit, golden_root):
+    """Every confidence case was computed by the Kotlin core, with the reference's decision."""
+    _, report = junit
+    got = rows(report / "confidence.tsv")
+    want = rows(golden_root / golden.CONFIDENCE_FILE)
+    assert [r["name"] for r in got] == [w["name"] for w in want]
+    assert [int(r["decision"]) for r in got] == [int(w["decision"]) for w in want]
+    assert max(float(r["max_abs_diff"]) for r in got) <= 1e-5
+    assert any(int(w["decision"]) == -1 for w in want) and any(int(w["decision"]) >= 0 for w in want)
 
 
 def test_the_app_benchmark_log_feeds_the_project_parser(junit):

@@ -138,3 +138,41 @@ def test_preprocessing_bit_exact_on_cortex_m4_under_qemu(golden_test_m4, shared_
     target.write_bytes(bytes(data))
     res = run_m4(golden_test_m4, folder)
     assert res.returncode != 0 and "differs from the reference at byte 77" in res.stdout
+
+
+@pytest.fixture(scope="module")
+def confidence_test(tmp_path_factory):
+    cxx = shutil.which("g++")
+    if cxx is None:
+        pytest.skip("no host g++: install it (apt-get install g++) to test microcontroller/common")
+    exe = tmp_path_factory.mktemp("cpp_conf") / "confidence_test"
+    cmd = [cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{COMMON}",
+           str(COMMON / "confidence.cc"), str(COMMON / "test" / "confidence_test.cc"), "-o", str(exe)]
+    subprocess.run(cmd, check=True, capture_output=True, text=True)
+    return exe
+
+
+def test_temperature_and_abstain_equal_the_python_reference(confidence_test, tmp_path):
+    """The firmware's temperature-scaled probabilities and "uncertain" decision on golden vectors."""
+    from kvasir_tf import confidence
+    cases = golden.confidence_cases()
+    tsv = golden.write_confidence_golden(tmp_path, cases)
+    res = subprocess.run([str(confidence_test), str(tsv)], capture_output=True, text=True)
+    assert res.returncode == 0, res.stdout[-2000:]
+    got = {line.split()[1]: int(line.split()[2]) for line in res.stdout.splitlines() if line.startswith("ok ")}
+    assert list(got) == list(cases)
+    want = {n: int(confidence.decide(confidence.device_probabilities(q, s, z, t), b)[0])
+            for n, (q, s, z, t, b) in cases.items()}
+    assert got == want
+    assert sum(d == confidence.UNCERTAIN for d in got.values()) >= 10     # both branches exercised
+    assert len({d for d in got.values() if d >= 0}) >= 3
+
+
+def test_a_changed_temperature_fails_the_cpp_check(confidence_test, tmp_path):
+    tsv = golden.write_confidence_golden(tmp_path, golden.confidence_cases())
+    lines = tsv.read_text().splitlines()
+    cols = lines[3].split("\t")
+    cols[3] = repr(float(cols[3]) * 1.01)
+    tsv.write_text("\n".join(lines[:3] + ["\t".join(cols)] + lines[4:]) + "\n")
+    res = subprocess.run([str(confidence_test), str(tsv)], capture_output=True, text=True)
+    assert res.returncode == 1 and res.stdout.count("FAIL ") == 1, res.stdout[-1000:]

@@ -58,6 +58,16 @@ class Split:
     def labels(self, subset: str) -> np.ndarray:
         return np.array([label for _, label in self.subset(subset)], dtype=np.int32)
 
+    def groups(self, subset: str) -> list | None:
+        """One group id per image of ``subset`` (its source image for a patch dataset), or None
+        when the images are independent; bootstrap intervals resample whole groups."""
+        if not self.grouped:
+            return None
+        from kvasir_tf.data.discovery import read_groups
+        items = self.subset(subset)
+        found = read_groups(self.root, items)
+        return None if found is None else [found[rel] for rel, _ in items]
+
 
 def _counts(n: int, fractions) -> tuple:
     """Per-class (train, val, test) sizes: rounded, at least 1 in every non-zero subset."""
