@@ -164,6 +164,17 @@ class TFLiteModel:
         return np.concatenate(outs).astype(np.float32)
 
 
+    def classify(self, images, batch_size=32) -> tuple:
+        """What a device reports: (probabilities scaled by the sidecar's ``output.temperature``,
+        decisions: the class, or ``confidence.UNCERTAIN`` below ``output.abstain_below``).
+        Without them in the sidecar: T = 1 and no abstaining."""
+        from kvasir_tf import confidence
+        fitted = confidence.from_sidecar(self.sidecar) or {"temperature": 1.0, "abstain_below": None}
+        probs = confidence.apply_temperature(self.predict(images, batch_size), fitted["temperature"],
+                                             confidence.floor_of(self.sidecar))
+        return probs, confidence.decide(probs, fitted["abstain_below"])
+
+
 def check_images(images, image_size: int) -> np.ndarray:
     images = np.asarray(images)
     if images.ndim != 4 or images.shape[1:] != (image_size, image_size, 3):

@@ -110,3 +110,34 @@ def test_cli_latency_only(capsys):
     assert "median" in out and "5 runs, 2 thread(s)" in out
     assert E.main([str(F.run_dir() / "checkpoints" / "best.keras"), "--latency"]) == 2
     assert "convert" in capsys.readouterr().err
+
+
+def test_evaluate_reports_calibration_fitted_on_val_and_the_sidecars_temperature(tmp_path):
+    from kvasir_tf import confidence, runtime
+    from kvasir_tf.artifact import sidecar_path_for
+    src = F.converted("int8")
+    ker = E.evaluate(F.run_dir() / "checkpoints" / "best.keras", F.run_dir(), subset="test")
+    c = ker["confidence"]
+    assert c["fitted_from"] == "fitted on val here" and c["bins"] == confidence.ECE_BINS
+    probs, y = np.asarray(ker["probabilities"]), np.asarray(ker["labels"])
+    assert c["raw"]["ece"] == pytest.approx(confidence.ece(probs, y), abs=1e-6)
+    assert c["raw"]["intervals"]["nll"][0] <= c["raw"]["nll"] <= c["raw"]["intervals"]["nll"][1]
+    assert c["scaled"]["brier"] == pytest.approx(
+        confidence.brier(confidence.apply_temperature(probs, c["temperature"]), y), abs=1e-6)
+    # An int8 file carrying a temperature and threshold: evaluate and the runtime apply them.
+    dst = tmp_path / "model.tflite"
+    shutil.copy(src, dst)
+    side = json.loads(sidecar_path_for(src).read_text())
+    fitted = {"temperature": 2.0, "abstain_below": 0.6, "target_accuracy": 0.9, "fitted_on": "val"}
+    sidecar_path_for(dst).write_text(json.dumps(confidence.into_sidecar(side, fitted)))
+    rep = E.evaluate(dst, F.run_dir(), subset="test")
+    assert rep["confidence"]["fitted_from"] == "sidecar" and rep["confidence"]["temperature"] == 2.0
+    x = _images("test")
+    got, decisions = runtime.TFLiteModel(dst).classify(x)
+    run, (scale, zp) = runtime.raw_runner(dst)
+    q = np.concatenate([run(runtime.quantize_input(im[None], runtime.TFLiteModel(dst).input_detail()))
+                        for im in x])
+    want = confidence.device_probabilities(q, scale, zp, 2.0)
+    np.testing.assert_allclose(got, want, atol=1e-6)
+    assert np.array_equal(decisions, confidence.decide(want, 0.6))
+    assert rep["confidence"]["selective"]["n_kept"] == int(np.sum(decisions != confidence.UNCERTAIN))
