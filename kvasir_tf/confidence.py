@@ -122,6 +122,49 @@ def figure_intervals(probs, labels, *, floor: float = FLOAT_PROB_FLOOR, bins: in
     return {k: (float(lo), float(hi)) for k, lo, hi in zip(FIGURES, low, high)}
 
 
+def reliability(probs, labels, bins: int = ECE_BINS) -> dict:
+    """The reliability diagram's points: per equal-mass bin of top-label confidence, its mean
+    confidence, its accuracy and its image count (the ECE is their weighted mean gap)."""
+    p, y = _check(probs, labels)
+    conf = p.max(axis=1)
+    order = np.argsort(conf, kind="stable")
+    hit = (p.argmax(axis=1) == y)[order].astype(np.float64)
+    m = y.size
+    bin_of = (np.arange(m) * min(int(bins), m)) // m
+    count = np.bincount(bin_of)
+    return {"confidence": np.bincount(bin_of, conf[order]) / count,
+            "accuracy": np.bincount(bin_of, hit) / count, "count": count}
+
+
+def paired_differences(probs_a, probs_b, labels, *, floor_a: float = FLOAT_PROB_FLOOR,
+                       floor_b: float = FLOAT_PROB_FLOOR, bins: int = ECE_BINS, groups=None,
+                       n_resamples: int = N_RESAMPLES, confidence: float = CONFIDENCE,
+                       seed: int = BOOTSTRAP_SEED) -> dict:
+    """{figure: {"difference": b - a, "interval": [low, high]}} for two models on the SAME images:
+    both are scored on each resample, so the interval is of the paired difference (narrower than
+    comparing two separate intervals). An interval excluding 0 is a difference this test set sees."""
+    from scipy.stats import bootstrap
+    pa, y = _check(probs_a, labels)
+    pb, _ = _check(probs_b, labels)
+    if pa.shape != pb.shape:
+        raise KvasirError(f"paired figures need both models' outputs on the same images, got "
+                          f"{pa.shape} and {pb.shape}")
+    gi = _group_index(y.size, groups)
+    n_groups = int(gi.max()) + 1
+    images = np.arange(y.size)
+
+    def statistic(drawn):
+        idx = np.repeat(images, np.bincount(np.asarray(drawn, np.int64), minlength=n_groups)[gi])
+        return _figures(pb[idx], y[idx], floor_b, bins) - _figures(pa[idx], y[idx], floor_a, bins)
+
+    res = bootstrap((np.arange(n_groups),), statistic, vectorized=False, n_resamples=n_resamples,
+                    confidence_level=confidence, method="percentile", rng=seed)
+    point = _figures(pb, y, floor_b, bins) - _figures(pa, y, floor_a, bins)
+    low, high = res.confidence_interval
+    return {k: {"difference": float(d), "interval": [float(lo), float(hi)]}
+            for k, d, lo, hi in zip(FIGURES, point, low, high)}
+
+
 # -- temperature scaling ----------------------------------------------------------------------
 def apply_temperature(probs, temperature: float, floor: float = FLOAT_PROB_FLOOR) -> np.ndarray:
     """softmax(log(max(p, floor)) / T): ``p ** (1/T)`` renormalised, computed in log space."""
@@ -153,15 +196,21 @@ def fit_temperature(probs, labels, floor: float = FLOAT_PROB_FLOOR) -> float:
 # -- selective prediction --------------------------------------------------------------------
 def risk_coverage(probs, labels) -> dict:
     """Accuracy and coverage as the confidence threshold rises: keeping the k most confident
-    images for k = N..1. ``aurc`` is the mean selective risk (1 - accuracy) over k, the area
-    under the risk-coverage curve (lower is better)."""
+    images for k = N..1, where images of equal confidence (common on an int8 grid) are kept or
+    dropped together, as a device thresholding them would; so the curve steps at each distinct
+    confidence and its order among ties does not matter. ``aurc`` is the mean selective risk
+    (1 - accuracy) over k, the area under the risk-coverage curve (lower is better)."""
     p, y = _check(probs, labels)
     conf = p.max(axis=1)
     order = np.argsort(-conf, kind="stable")
     hit = (p.argmax(axis=1) == y)[order].astype(np.float64)
-    k = np.arange(1, y.size + 1)
-    accuracy = np.cumsum(hit) / k
-    return {"threshold": conf[order], "coverage": k / y.size, "accuracy": accuracy,
+    conf = conf[order]
+    # Each position's last index among its ties: the cut a threshold at its confidence makes.
+    ends = np.flatnonzero(np.append(conf[1:] < conf[:-1], True))
+    end_of = ends[np.searchsorted(ends, np.arange(y.size))]
+    kept = end_of + 1
+    accuracy = np.cumsum(hit)[end_of] / kept
+    return {"threshold": conf, "coverage": kept / y.size, "accuracy": accuracy,
             "aurc": float(np.mean(1.0 - accuracy))}
 
 
@@ -172,15 +221,11 @@ def threshold_for_accuracy(probs, labels, target: float = DEFAULT_TARGET_ACCURAC
     if not 0.0 < float(target) <= 1.0:
         raise KvasirError(f"target accuracy must be in (0, 1], got {target}")
     rc = risk_coverage(probs, labels)
-    conf = rc["threshold"]
-    # A device keeps every image with conf >= threshold, so only the last of a run of tied
-    # confidences is a possible cut.
-    ends = np.flatnonzero(np.append(conf[1:] < conf[:-1], True))
-    ok = ends[rc["accuracy"][ends] >= float(target) - 1e-12]
+    ok = np.flatnonzero(rc["accuracy"] >= float(target) - 1e-12)
     if ok.size == 0:
         return {"target": float(target), "threshold": None, "coverage": 0.0, "accuracy": None}
     i = int(ok[-1])
-    return {"target": float(target), "threshold": float(conf[i]),
+    return {"target": float(target), "threshold": float(rc["threshold"][i]),
             "coverage": float(rc["coverage"][i]), "accuracy": float(rc["accuracy"][i])}
 
 
@@ -223,7 +268,7 @@ def report(probs, labels, *, floor: float = FLOAT_PROB_FLOOR, fitted: dict | Non
         return {**point, "intervals": {k: list(v) for k, v in ci.items()}, "aurc": rc["aurc"]}
 
     out = {"bins": int(bins), "binning": "equal-mass", "n": int(y.size), "floor": float(floor),
-           "raw": block(p)}
+           "resampled": "test images" if groups is None else "source images", "raw": block(p)}
     if fitted:
         q = apply_temperature(p, fitted["temperature"], floor)
         out.update(temperature=float(fitted["temperature"]), scaled=block(q),

@@ -143,6 +143,10 @@ def test_threshold_keeps_tied_confidences_together():
     assert cf.threshold_for_accuracy(p, y, target=1.0)["threshold"] is None
     got = cf.threshold_for_accuracy(p, y, target=0.6)
     assert got["threshold"] == 0.8 and got["coverage"] == 1.0
+    # The curve keeps tied images together: the first two points are the pair's.
+    rc = cf.risk_coverage(p, y)
+    np.testing.assert_allclose(rc["coverage"], [2 / 3, 2 / 3, 1.0])
+    np.testing.assert_allclose(rc["accuracy"], [0.5, 0.5, 2 / 3])
 
 
 def test_intervals_bracket_the_figure_and_widen_with_groups():
@@ -168,3 +172,27 @@ def test_bad_input_is_a_clear_error():
         cf.brier(np.full((2, 3), 1 / 3), [0])
     with pytest.raises(KvasirError, match="target"):
         cf.threshold_for_accuracy(np.full((2, 3), 1 / 3), [0, 1], target=0)
+
+
+def test_reliability_points_average_to_the_ece():
+    rng = np.random.default_rng(5)
+    p = rng.dirichlet(np.ones(4) * 0.5, size=203)
+    y = rng.integers(0, 4, 203)
+    r = cf.reliability(p, y, bins=7)
+    assert r["count"].sum() == 203 and r["count"].max() - r["count"].min() <= 1
+    gap = np.sum(r["count"] * np.abs(r["accuracy"] - r["confidence"])) / 203
+    assert gap == pytest.approx(cf.ece(p, y, bins=7))
+    assert np.all(np.diff(r["confidence"]) >= 0)
+
+
+def test_paired_differences_see_a_real_change_and_not_a_null_one():
+    rng = np.random.default_rng(6)
+    logits = rng.normal(0, 1.5, size=(600, 4))
+    p, y = _sampled(logits, rng)
+    hot = np.exp(logits * 3)
+    hot /= hot.sum(axis=1, keepdims=True)
+    d = cf.paired_differences(p, hot, y, n_resamples=300)
+    assert d["ece"]["difference"] == pytest.approx(cf.ece(hot, y) - cf.ece(p, y))
+    assert d["ece"]["interval"][0] > 0 and d["nll"]["interval"][0] > 0   # hotter: worse, and seen
+    same = cf.paired_differences(p, p, y, n_resamples=300)
+    assert same["brier"] == {"difference": 0.0, "interval": [0.0, 0.0]}
