@@ -88,7 +88,7 @@ class ModelFilesTest {
     fun missingFilesAreNamed() {
         val s = ModelCheck.check(null, sidecar, null)
         assertEquals(ModelState.Missing(listOf(ModelSpec.MODEL_NAME, ModelSpec.LABELS_NAME)), s)
-        // The console script setup.cfg installs; there is no tools/android_assets.py.
+        // The console script setup.cfg installs, not a script under tools/.
         assertTrue(s.message, s.message.contains("From the kvasir_tf repository: kvasir-android-assets runs/NAME,"))
         assertFalse(s.message, s.message.contains(".py"))
     }
