@@ -19,7 +19,8 @@ from kvasir_tf import device_logs, golden
 REPO = Path(__file__).resolve().parents[1]
 CORE = REPO / "mobile" / "android" / "core"
 JARS = ("/usr/share/java/junit4.jar", "/usr/share/java/hamcrest-core.jar")
-TEST_CLASSES = ("CoreUnitTest", "BenchmarkTest", "GoldenVectorsTest", "ModelFilesTest", "ConfidenceTest")
+TEST_CLASSES = ("CoreUnitTest", "BenchmarkTest", "GoldenVectorsTest", "ModelFilesTest", "AppStateMachineTest",
+                "PickedImageTest", "FrameGeometryTest", "ConfidenceTest")
 TIE_OUTPUTS = ([5, 9, 9, 1], [-128, -128, -128, -128], [0, 3, -1, 3], [1, 2, 3, 4], [127, -128, 127, 0],
                [-7, -8, -9, -6])
 

@@ -91,3 +91,54 @@ def test_no_label_input_size_or_pixel_map_is_hard_coded(root):
         if root == APP_SRC:
             literals = re.findall(r"(?<![\w.])(?:-?128|127\.5|255|224|96|64|32)(?![\w.])", text)
             assert not literals, f"{f.name}: {literals}"
+
+
+def test_builds_on_a_stock_android_studio_without_a_toolchain_resolver():
+    """Android Studio bundles JDK 21: a jvmToolchain(17) with no resolver fails with "No matching
+    toolchains found". The modules target Java 17 bytecode from the running JDK instead."""
+    scripts = {p.relative_to(ANDROID).as_posix(): p.read_text() for p in ANDROID.rglob("*.gradle.kts")}
+    settings = scripts["settings.gradle.kts"]
+    for name, text in scripts.items():
+        if "jvmToolchain(" in text:
+            assert "foojay-resolver-convention" in settings, f"{name}: jvmToolchain without a toolchain resolver"
+    app, core = scripts["app/build.gradle.kts"], scripts["core/build.gradle.kts"]
+    assert "jvmToolchain(" not in app + core
+    for name, text in (("app", app), ("core", core)):
+        assert "jvmTarget.set(JvmTarget.JVM_17)" in text, name
+        assert "targetCompatibility = JavaVersion.VERSION_17" in text, name
+
+
+def test_the_launcher_icon_is_an_adaptive_vector_with_a_fallback():
+    res = APP / "src/main/res"
+    manifest = (APP / "src/main/AndroidManifest.xml").read_text()
+    assert 'android:icon="@mipmap/ic_launcher"' in manifest
+    adaptive = (res / "mipmap-anydpi-v26/ic_launcher.xml").read_text()
+    assert "<adaptive-icon" in adaptive
+    legacy = (res / "mipmap/ic_launcher.xml").read_text()              # minSdk 24 < 26
+    colors = set(re.findall(r'<color name="(\w+)"', (res / "values/colors.xml").read_text()))
+    for text in (adaptive, legacy):
+        refs = re.findall(r'android:drawable="@(\w+)/(\w+)"', text)
+        assert {kind for kind, _ in refs} == {"color", "drawable"}
+        for kind, name in refs:
+            if kind == "color":
+                assert name in colors
+            else:
+                vector = (res / "drawable" / f"{name}.xml").read_text()
+                assert "<vector" in vector and 'android:viewportWidth="108"' in vector
+
+
+def test_custom_views_in_the_layout_exist():
+    layout = (APP / "src/main/res/layout/activity_main.xml").read_text()
+    custom = re.findall(r"<(io\.kvasirtf\.app\.\w+)", layout)
+    assert custom == ["io.kvasirtf.app.AnalysedSquareView"]
+    code = "\n".join(f.read_text() for f in kotlin_files(APP_SRC))
+    for cls in custom:
+        assert re.search(rf"class {cls.rsplit('.', 1)[1]}\b", code), cls
+
+
+def test_no_file_names_a_tool_that_does_not_exist():
+    """The assets are installed by the kvasir-android-assets console script; tools/android_assets.py never existed."""
+    repo = ANDROID.parents[1]
+    assert not (repo / "tools" / "android_assets.py").exists()
+    for f in [*ANDROID.rglob("*.kt"), *ANDROID.rglob(".gitignore"), ANDROID.parent / "README.md"]:
+        assert "tools/android_assets.py" not in f.read_text(), f

@@ -1,8 +1,10 @@
 package io.kvasirtf.app
 
 import android.os.Build
+import io.kvasirtf.core.Accelerator
 import io.kvasirtf.core.InferenceEngine
 import io.kvasirtf.core.TensorSpec
+import io.kvasirtf.core.closeOnFailure
 import org.tensorflow.lite.Delegate
 import org.tensorflow.lite.Interpreter
 import org.tensorflow.lite.Tensor
@@ -12,25 +14,20 @@ import org.tensorflow.lite.nnapi.NnApiDelegate
 import java.nio.ByteBuffer
 import java.nio.ByteOrder
 
-/** Where the model runs. CPU means LiteRT's default XNNPACK kernels. */
-enum class Accelerator(val label: String) {
-    CPU("XNNPACK (CPU)"),
-    GPU("GPU"),
-    NNAPI("NNAPI"),
-}
-
 /**
  * LiteRT's Interpreter behind the core's InferenceEngine. [create] falls back to the CPU when the
  * requested delegate is missing or fails on this model, and says so in [note] (shown on screen).
+ * Not thread-safe: the app creates, runs and closes it on its one model thread.
  */
 class LiteRtEngine private constructor(
     private val interpreter: Interpreter,
     private val delegateHandle: Delegate?,
-    override val delegate: String,
+    val accelerator: Accelerator,
     val note: String?,
     val initMicros: Long,
     val numThreads: Int,
 ) : InferenceEngine {
+    override val delegate: String get() = accelerator.label
     override val input: TensorSpec = interpreter.getInputTensor(0).spec()
     override val output: TensorSpec = interpreter.getOutputTensor(0).spec()
     private val inBuf = ByteBuffer.allocateDirect(input.elements).order(ByteOrder.nativeOrder())
@@ -54,33 +51,38 @@ class LiteRtEngine private constructor(
     companion object {
         const val DEFAULT_THREADS = 4
 
-        fun create(model: ByteArray, wanted: Accelerator, threads: Int = DEFAULT_THREADS): LiteRtEngine {
-            val buffer = ByteBuffer.allocateDirect(model.size).order(ByteOrder.nativeOrder())
-            buffer.put(model).rewind()
-            if (wanted != Accelerator.CPU) {
+        /**
+         * [model] is the memory-mapped .tflite (ModelAssets.model): the Interpreter reads it in
+         * place, as LiteRT's samples do with a MappedByteBuffer; it must stay mapped while the
+         * interpreter lives.
+         */
+        fun create(model: ByteBuffer, wanted: Accelerator, threads: Int = DEFAULT_THREADS): LiteRtEngine {
+            val cpu = Accelerator.CPU
+            if (wanted != cpu) {
                 val (delegate, why) = makeDelegate(wanted)
                 if (delegate != null) {
                     try {
-                        return build(buffer, delegate, wanted.label, null, threads)
+                        return build(model, delegate, wanted, null, threads)
                     } catch (e: Exception) {   // IllegalArgumentException: the delegate rejected the graph
                         (delegate as? AutoCloseable)?.close()
-                        return build(buffer, null, Accelerator.CPU.label,
-                            "${wanted.label} failed on this model (${firstLine(e)}); running ${Accelerator.CPU.label}", threads)
+                        return build(model, null, cpu, "${wanted.label} failed on this model (${firstLine(e)}); running ${cpu.label}", threads)
                     }
                 }
-                return build(buffer, null, Accelerator.CPU.label, "$why; running ${Accelerator.CPU.label}", threads)
+                return build(model, null, cpu, "$why; running ${cpu.label}", threads)
             }
-            return build(buffer, null, Accelerator.CPU.label, null, threads)
+            return build(model, null, cpu, null, threads)
         }
 
-        private fun build(buffer: ByteBuffer, delegate: Delegate?, label: String, note: String?, threads: Int): LiteRtEngine {
+        private fun build(model: ByteBuffer, delegate: Delegate?, runsOn: Accelerator, note: String?, threads: Int): LiteRtEngine {
             val options = Interpreter.Options().setNumThreads(threads).setUseXNNPACK(true)
             delegate?.let { options.addDelegate(it) }
             val t0 = System.nanoTime()
-            buffer.rewind()
-            val interpreter = Interpreter(buffer, options)
-            interpreter.allocateTensors()
-            return LiteRtEngine(interpreter, delegate, label, note, (System.nanoTime() - t0) / 1000, threads)
+            model.rewind()
+            // allocateTensors() can throw after the native interpreter exists: close it then.
+            val interpreter = Interpreter(model, options).closeOnFailure { it.allocateTensors(); it }
+            return interpreter.closeOnFailure {
+                LiteRtEngine(it, delegate, runsOn, note, (System.nanoTime() - t0) / 1000, threads)
+            }
         }
 
         /** The delegate, or null and the reason it is not available on this phone. */

@@ -9,7 +9,7 @@ data class Classification(
 
 /**
  * Frame -> top-k through the device path. Not thread-safe: one classifier per analysis thread
- * (the input/output buffers are reused between frames).
+ * (the pixel, input and output buffers are reused between frames).
  */
 class Classifier(
     val spec: ModelSpec,
@@ -18,6 +18,7 @@ class Classifier(
     private val clock: () -> Long = System::nanoTime,
 ) {
     private val quant = spec.inputQuant
+    private val pixels = IntArray(spec.input.elements)
     private val input = ByteArray(spec.input.elements)
     private val output = ByteArray(spec.output.elements)
 
@@ -29,7 +30,7 @@ class Classifier(
 
     fun classify(argb: IntArray, width: Int, height: Int, k: Int = 3): Classification {
         val t0 = clock()
-        DevicePreprocessing.argbToInput(argb, width, height, spec.imageSize, quant, input)
+        DevicePreprocessing.argbToInput(argb, width, height, spec.imageSize, quant, input, pixels)
         val t1 = clock()
         engine.run(input, output)
         val t2 = clock()

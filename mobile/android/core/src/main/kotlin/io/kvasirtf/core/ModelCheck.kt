@@ -1,15 +1,16 @@
 package io.kvasirtf.core
 
+import java.nio.ByteBuffer
 import java.security.MessageDigest
 
 /** What the screen shows before (or instead of) predictions; [message] says what to do. */
 sealed class ModelState {
     abstract val message: String
 
-    /** No model in the app's assets (the files are not in the repository; tools/android_assets.py copies them). */
+    /** No model in the app's assets (the files are not in the repository; kvasir-android-assets copies them). */
     data class Missing(val files: List<String>) : ModelState() {
         override val message get() = "No model in the app: ${files.joinToString()} missing from assets. " +
-            "From the kvasir_tf repository: tools/android_assets.py runs/NAME, then rebuild and reinstall."
+            "From the kvasir_tf repository: $INSTALL_COMMAND, then rebuild and reinstall."
     }
 
     /** The sidecar or labels cannot be used (not int8, malformed, labels disagree). */
@@ -33,12 +34,25 @@ sealed class ModelState {
     }
 }
 
-object ModelCheck {
-    fun sha256Hex(bytes: ByteArray): String =
-        MessageDigest.getInstance("SHA-256").digest(bytes).joinToString("") { "%02x".format(it.toInt() and 0xFF) }
+/** The command (installed with the kvasir_tf package) that copies a converted model into the app's assets. */
+const val INSTALL_COMMAND = "kvasir-android-assets runs/NAME"
 
-    /** The checks that need no interpreter: files present, sidecar valid, sha256 and labels agree. */
-    fun check(model: ByteArray?, sidecarJson: String?, labelsText: String?): ModelState {
+object ModelCheck {
+    /**
+     * The sha256 of the model's bytes from position 0 to the limit. The buffer's position is left
+     * alone: the app hands the same memory-mapped buffer to the interpreter afterwards.
+     */
+    fun sha256Hex(model: ByteBuffer): String {
+        val md = MessageDigest.getInstance("SHA-256")
+        md.update(model.duplicate().apply { rewind() })
+        return md.digest().joinToString("") { "%02x".format(it.toInt() and 0xFF) }
+    }
+
+    /**
+     * The checks that need no interpreter: files present, sidecar valid, sha256 and labels agree.
+     * [model] is the .tflite as the app maps it (a MappedByteBuffer: no heap copy).
+     */
+    fun check(model: ByteBuffer?, sidecarJson: String?, labelsText: String?): ModelState {
         val missing = listOfNotNull(
             ModelSpec.MODEL_NAME.takeIf { model == null },
             ModelSpec.SIDECAR_NAME.takeIf { sidecarJson == null },

@@ -93,6 +93,6 @@ fun parseLabels(text: String): List<String> =
 fun checkLabels(spec: ModelSpec, labels: List<String>) {
     if (labels != spec.classNames) {
         throw ModelError("labels.txt (${labels.size} lines) differs from the sidecar's class_names " +
-            "(${spec.classNames.size}); copy both from the same export/ folder (tools/android_assets.py)")
+            "(${spec.classNames.size}); copy both from the same export/ folder (kvasir-android-assets)")
     }
 }

@@ -43,15 +43,20 @@ object DevicePreprocessing {
         return start to end
     }
 
-    /** ARGB pixels [height * width] -> RGB888 [size, size, 3] (as Ints 0..255, row-major). */
-    fun argbToPixels(argb: IntArray, width: Int, height: Int, size: Int): IntArray {
+    /**
+     * ARGB pixels [height * width] -> RGB888 [size, size, 3] (as Ints 0..255, row-major), written
+     * into [out] when given (the classifier reuses one buffer for every frame).
+     */
+    fun argbToPixels(
+        argb: IntArray, width: Int, height: Int, size: Int, out: IntArray = IntArray(size * size * 3),
+    ): IntArray {
         require(width > 0 && height > 0) { "empty frame ${width}x$height" }
         require(argb.size >= width * height) { "frame has ${argb.size} pixels, not ${width}x$height" }
         require(size >= 1) { "model input size $size must be >= 1" }
+        require(out.size == size * size * 3) { "pixel buffer holds ${out.size} values, not $size x $size x 3" }
         val (y0, x0, s) = cropBox(height, width).let { Triple(it[0], it[1], it[2]) }
         val (ys, ye) = boxBounds(s, size)
         val (xs, xe) = boxBounds(s, size)
-        val out = IntArray(size * size * 3)
         var o = 0
         for (i in 0 until size) {
             for (j in 0 until size) {
@@ -72,13 +77,13 @@ object DevicePreprocessing {
         return out
     }
 
-    /** The int8 model input [size * size * 3] for one ARGB frame; writes into [out] when given. */
+    /** The int8 model input [size * size * 3] for one ARGB frame; writes into [out] (and [pixels]) when given. */
     fun argbToInput(
         argb: IntArray, width: Int, height: Int, size: Int, quant: InputQuant,
-        out: ByteArray = ByteArray(size * size * 3),
+        out: ByteArray = ByteArray(size * size * 3), pixels: IntArray = IntArray(size * size * 3),
     ): ByteArray {
         require(out.size == size * size * 3) { "input buffer holds ${out.size} bytes, not $size x $size x 3" }
-        val pixels = argbToPixels(argb, width, height, size)
+        argbToPixels(argb, width, height, size, pixels)
         for (k in pixels.indices) out[k] = quant[pixels[k]]
         return out
     }

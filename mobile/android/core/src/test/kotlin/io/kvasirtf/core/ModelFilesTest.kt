@@ -2,13 +2,17 @@ package io.kvasirtf.core
 
 import org.junit.Assert.assertArrayEquals
 import org.junit.Assert.assertEquals
+import org.junit.Assert.assertFalse
 import org.junit.Assert.assertTrue
 import org.junit.Assume.assumeTrue
 import org.junit.Test
 import java.io.File
+import java.io.RandomAccessFile
+import java.nio.ByteBuffer
+import java.nio.channels.FileChannel
 
 /**
- * The screen states and the classifier on the real files tools/android_assets.py installs
+ * The screen states and the classifier on the real files kvasir-android-assets installs
  * (a tiny int8 model converted by kvasir_tf, its sidecar and labels.txt), with a fake
  * interpreter that answers with the golden output tensor.
  */
@@ -20,7 +24,8 @@ class ModelFilesTest {
         assumeTrue("no model folder in $root", File(d, ModelSpec.MODEL_NAME).isFile)
         d
     }
-    private val model by lazy { File(dir, ModelSpec.MODEL_NAME).readBytes() }
+    private val modelBytes by lazy { File(dir, ModelSpec.MODEL_NAME).readBytes() }
+    private val model: ByteBuffer by lazy { ByteBuffer.wrap(modelBytes) }
     private val sidecar by lazy { File(dir, ModelSpec.SIDECAR_NAME).readText() }
     private val labels by lazy { File(dir, ModelSpec.LABELS_NAME).readText() }
 
@@ -42,6 +47,19 @@ class ModelFilesTest {
         assertEquals(case.numClasses, r.labels.size)
         assertEquals(r.spec.classNames, r.labels)
         assertEquals(ModelCheck.sha256Hex(model), r.spec.sha256)
+    }
+
+    @Test
+    fun aMemoryMappedModelIsCheckedInPlace() {
+        // As the app maps assets/model.tflite (FileChannel.map of the uncompressed asset).
+        RandomAccessFile(File(dir, ModelSpec.MODEL_NAME), "r").use { f ->
+            val mapped = f.channel.map(FileChannel.MapMode.READ_ONLY, 0, f.length())
+            val s = ModelCheck.check(mapped, sidecar, labels)
+            assertTrue("got ${s.message}", s is ModelState.Ready)
+            assertEquals(ModelCheck.sha256Hex(ByteBuffer.wrap(modelBytes)), ModelCheck.sha256Hex(mapped))
+            assertEquals("the interpreter reads the buffer from its start", 0, mapped.position())
+            assertEquals(modelBytes.size, mapped.remaining())
+        }
     }
 
     @Test
@@ -70,12 +88,14 @@ class ModelFilesTest {
     fun missingFilesAreNamed() {
         val s = ModelCheck.check(null, sidecar, null)
         assertEquals(ModelState.Missing(listOf(ModelSpec.MODEL_NAME, ModelSpec.LABELS_NAME)), s)
-        assertTrue(s.message.contains("tools/android_assets.py"))
+        // The console script setup.cfg installs, not a script under tools/.
+        assertTrue(s.message, s.message.contains("From the kvasir_tf repository: kvasir-android-assets runs/NAME,"))
+        assertFalse(s.message, s.message.contains(".py"))
     }
 
     @Test
     fun aModelTheSidecarDoesNotDescribeIsRefused() {
-        val tampered = model.copyOf().also { it[it.size / 2] = (it[it.size / 2] + 1).toByte() }
+        val tampered = ByteBuffer.wrap(modelBytes.copyOf().also { it[it.size / 2] = (it[it.size / 2] + 1).toByte() })
         val s = ModelCheck.check(tampered, sidecar, labels)
         assertTrue("got ${s.message}", s is ModelState.ShaMismatch)
         assertEquals(ready().spec.sha256, (s as ModelState.ShaMismatch).expected)
