@@ -186,7 +186,13 @@ class ClassifierViewModel(app: Application) : AndroidViewModel(app) {
 
     private fun show(r: Classification) {
         val app = getApplication<Application>()
-        val top = r.top.joinToString("\n") { String.format(Locale.getDefault(), "%-22s %5.1f %%", it.label, 100f * it.confidence) }
+        val ranked = r.top.joinToString("\n") { String.format(Locale.getDefault(), "%-22s %5.1f %%", it.label, 100f * it.confidence) }
+        val abstain = classifier?.spec?.abstainBelow
+        val top = if (r.uncertain && abstain != null) {
+            app.getString(R.string.uncertain, 100.0 * abstain) + "\n" + ranked
+        } else {
+            ranked
+        }
         val latency = app.getString(R.string.latency, (inferenceMs.median() ?: 0L) / 1e6, (preprocessMs.median() ?: 0L) / 1e6,
             inferenceMs.count)
         update { it.copy(top = top, latency = latency) }

@@ -1,11 +1,15 @@
 package io.kvasirtf.core
 
-/** One classified frame: the top classes and the time spent in preprocessing and in invoke. */
+/** One classified frame: the top classes, the decision (the top class's index, or
+ *  [Confidence.UNCERTAIN]) and the time spent in preprocessing and in invoke. */
 data class Classification(
     val top: List<Prediction>,
     val preprocessNanos: Long,
     val inferenceNanos: Long,
-)
+    val decision: Int = top.firstOrNull()?.index ?: Confidence.UNCERTAIN,
+) {
+    val uncertain: Boolean get() = decision == Confidence.UNCERTAIN
+}
 
 /**
  * Frame -> top-k through the device path. Not thread-safe: one classifier per analysis thread
@@ -34,7 +38,8 @@ class Classifier(
         val t1 = clock()
         engine.run(input, output)
         val t2 = clock()
-        return Classification(Postprocess.predictions(output, spec, labels, k), t1 - t0, t2 - t1)
+        val (top, decision) = Postprocess.predictions(output, spec, labels, k)
+        return Classification(top, t1 - t0, t2 - t1, decision)
     }
 
     /** The input tensor of the last frame (the benchmark re-runs it). */

@@ -26,6 +26,10 @@ data class ModelSpec(
     val sha256: String,
     val tflite: String,
     val mode: String,
+    /** output.temperature, fitted on validation by kvasir-convert; 1 for files written before it. */
+    val temperature: Double = 1.0,
+    /** output.abstain_below: below this (temperature-scaled) probability the app says "uncertain"; null: never. */
+    val abstainBelow: Double? = null,
 ) {
     /** The int8 input map (the device path of kvasir_tf.device_preprocessing). */
     val inputQuant: InputQuant
@@ -44,8 +48,10 @@ data class ModelSpec(
             val output = tensor(root, "output")
             val names = (root["class_names"] as? List<*>)?.map { it as? String ?: throw ModelError("class_names must be strings") }
                 ?: throw ModelError("sidecar has no class_names; re-run tools/convert.py --int8")
+            val out = root["output"] as? Map<*, *> ?: emptyMap<Any, Any>()
             val spec = ModelSpec(size, input, output, names, str(root, "sha256").lowercase(),
-                root["tflite"] as? String ?: "?", root["mode"] as? String ?: "?")
+                root["tflite"] as? String ?: "?", root["mode"] as? String ?: "?",
+                out["temperature"] as? Double ?: 1.0, out["abstain_below"] as? Double)
             spec.check()
             return spec
         }
@@ -80,6 +86,10 @@ data class ModelSpec(
         }
         if (output.elements != classNames.size) {
             throw ModelError("sidecar output ${output.shape} does not hold ${classNames.size} class scores")
+        }
+        if (!(temperature > 0.0)) throw ModelError("sidecar output.temperature = $temperature must be > 0; re-run kvasir-convert")
+        abstainBelow?.let {
+            if (it <= 0.0 || it >= 1.0) throw ModelError("sidecar output.abstain_below = $it must lie in (0, 1)")
         }
         if (!Regex("[0-9a-f]{64}").matches(sha256)) throw ModelError("sidecar sha256 '$sha256' is not a sha256 hex digest")
     }

@@ -22,9 +22,13 @@ object Postprocess {
         }
     }
 
-    /** The top-k predictions of one int8 output tensor, named from the labels. */
-    fun predictions(output: ByteArray, spec: ModelSpec, labels: List<String>, k: Int = 3): List<Prediction> {
-        val probs = dequantize(output, spec.output.scale!!.toFloat(), spec.output.zeroPoint!!)
-        return topK(probs, k).map { Prediction(it, labels.getOrElse(it) { "class_$it" }, probs[it]) }
+    /** The top-k predictions of one int8 output tensor, named from the labels, with the
+     *  sidecar's temperature applied ([Confidence]); the decision is the top class or
+     *  [Confidence.UNCERTAIN] below the sidecar's abstain threshold. */
+    fun predictions(output: ByteArray, spec: ModelSpec, labels: List<String>, k: Int = 3): Pair<List<Prediction>, Int> {
+        val probs = Confidence.scaledProbabilities(output, spec.output.scale!!.toFloat(), spec.output.zeroPoint!!,
+            spec.temperature.toFloat())
+        val top = topK(probs, k).map { Prediction(it, labels.getOrElse(it) { "class_$it" }, probs[it]) }
+        return top to Confidence.decide(probs, spec.abstainBelow?.toFloat())
     }
 }

@@ -50,4 +50,36 @@ class ConfidenceTest {
         assertEquals(1f, t3.sum(), 1e-6f)
         assertEquals(Confidence.UNCERTAIN, Confidence.decide(t3, t3[1] + 0.01f))
     }
+
+    @Test
+    fun theSidecarsTemperatureAndThresholdReachTheClassifier() {
+        val base = """{"tflite": "m.tflite", "mode": "int8", "sha256": "${"ab".repeat(32)}", "image_size": 2,
+            "input": {"shape": [1, 2, 2, 3], "dtype": "int8", "scale": 1.0, "zero_point": -128},
+            "output": {"shape": [1, 3], "dtype": "int8", "scale": 0.00390625, "zero_point": -128OUT},
+            "class_names": ["a", "b", "c"]}"""
+        val plain = ModelSpec.parse(base.replace("OUT", ""))
+        assertEquals(1.0, plain.temperature, 0.0)
+        assertEquals(null, plain.abstainBelow)
+        val spec = ModelSpec.parse(base.replace("OUT", ", \"temperature\": 2.0, \"abstain_below\": 0.5"))
+        assertEquals(2.0, spec.temperature, 0.0)
+        // Output 0.50 / 0.30 / 0.20: at T = 1 class 0 clears 0.5; at T = 2 it falls below.
+        val out = byteArrayOf((128 - 128).toByte(), (77 - 128).toByte(), (51 - 128).toByte())
+        val pixels = IntArray(4) { 0xFF808080.toInt() }
+        for ((s, want) in listOf(plain to 0, spec to Confidence.UNCERTAIN)) {
+            val clf = Classifier(s, s.classNames, FakeEngine.matching(s) { out })
+            val r = clf.classify(pixels, 2, 2)
+            assertEquals(want, r.decision)
+            assertEquals(0, r.top[0].index)
+            val probs = Confidence.scaledProbabilities(out, 0.00390625f, -128, s.temperature.toFloat())
+            assertEquals(probs[0], r.top[0].confidence, 0f)
+        }
+        for (bad in listOf("\"temperature\": 0", "\"temperature\": 1.0, \"abstain_below\": 1.5")) {
+            try {
+                ModelSpec.parse(base.replace("OUT", ", $bad"))
+                throw AssertionError("accepted $bad")
+            } catch (e: ModelError) {
+                assertTrue(e.message!!, e.message!!.contains("output."))
+            }
+        }
+    }
 }
