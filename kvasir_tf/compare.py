@@ -145,7 +145,8 @@ def measure(variants, paths: dict, split, *, data_dir=None, latency_runs=LATENCY
                        format=v.convert_mode or "keras", path=str(path),
                        size_kb=path.stat().st_size / 1024.0,
                        predictions=rep["predictions"], labels=rep["labels"], per_class=rep["per_class"],
-                       confusion_matrix=rep["confusion_matrix"])
+                       confusion_matrix=rep["confusion_matrix"], probabilities=rep["probabilities"],
+                       confidence=rep["confidence"])
             if v.convert_mode is not None:
                 for t in threads:
                     lat = ev.latency(path, threads=t, runs=latency_runs)
@@ -194,6 +195,7 @@ def _intervals(rows: dict, split, data_dir=None):
     for row in rows.values():
         row.setdefault("ci", {}).update(row_intervals(row, len(row["per_class"]), groups=groups))
         row["ci_resampled"] = "source images" if groups else "test images"
+        row["test_groups"] = groups
 
 
 def merge_device_logs(rows: dict, device_logs: dict) -> dict:
@@ -268,6 +270,8 @@ def run_comparison(out_dir, base: TrainConfig, *, qat=None, variants=None, recip
     files = report.write_reports(rows, out_dir, context=context, repeats=repeats)
     from kvasir_tf.alpha_report import write_alpha_report  # the PACT section (issue 13)
     files["alphas"] = write_alpha_report(out_dir, rows, files.get("markdown"))
+    from kvasir_tf.confidence_report import write_confidence_report
+    files["confidence"] = write_confidence_report(out_dir, rows, files.get("markdown"))
     return {"rows": rows, "headline": report.headline(rows), "files": files, "repeats": repeats}
 
 

@@ -203,14 +203,15 @@ def risk_coverage_figure(rows: dict, path) -> Path:
     return _save(fig, path)
 
 
-def write_confidence_report(out_dir, rows: dict, markdown_path=None, groups=None) -> dict | None:
+def write_confidence_report(out_dir, rows: dict, markdown_path=None) -> dict | None:
     """confidence.json, the plots, and the section appended to ``markdown_path``; None when no row
-    carries confidence figures."""
+    carries confidence figures. Paired intervals resample the rows' ``test_groups`` (source
+    images) when they have them."""
     rows_c = _rows_with_confidence(rows)
     if not rows_c:
         return None
     out = Path(out_dir)
-    tests = paired(rows_c, groups)
+    tests = paired(rows_c, next(iter(rows_c.values())).get("test_groups"))
     plots = [reliability_figure(n, r, out / f"{RELIABILITY_PREFIX}{n}.png") for n, r in rows_c.items()]
     pair = next(((a, b) for a, b in OVERLAY if a in rows_c and b in rows_c), None)
     if pair:

@@ -46,6 +46,8 @@ PAIRS = (
     ("float-ft-keras", "pact-qat-int8", "PACT-QAT vs equal-budget float"),
 )
 
+# Per-image lists stay out of comparison.json (hundreds of numbers per row).
+PER_IMAGE_KEYS = ("predictions", "labels", "probabilities", "test_groups")
 METRIC_COLUMNS = (  # key, header, format; each with its 95 % interval when the row has one
     ("accuracy", "acc [95 %]", "{:.3f}"),
     ("macro_sensitivity", "sens [95 %]", "{:.3f}"),
@@ -225,8 +227,7 @@ def write_reports(rows: dict, out_dir, *, title="kvasir_tf comparison", context=
     md_path = out / "comparison.md"
     md_path.write_text(_markdown(rows, title, context, heads, tests, summary,
                                  len(repeats) if repeats else 1))
-    # Per-image lists stay out of the JSON (they are hundreds of numbers per row).
-    slim = {n: {k: v for k, v in r.items() if k not in ("predictions", "labels")} for n, r in rows.items()}
+    slim = {n: {k: v for k, v in r.items() if k not in PER_IMAGE_KEYS} for n, r in rows.items()}
     doc = {"context": context or {}, "headline": heads, "rows": slim, "paired_tests": tests,
            "paper_table1": {"dataset": PAPER_DATASET, "rows": list(PAPER_TABLE1), "note": PAPER_NOTE}}
     if summary:

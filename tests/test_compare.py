@@ -190,6 +190,21 @@ def test_small_comparison_end_to_end(tmp_path, make_dataset_dir):
     assert "float-ft: 2 epochs (1 + 1" in md
     lo, hi = rows["ptq-int8"]["ci"]["accuracy"]
     assert f"| PTQ int8 | {rows['ptq-int8']['accuracy']:.3f} [{lo:.3f}, {hi:.3f}] |" in md
+    # Calibration: each row's figures, T fitted on val (the int8 file's own), plots and section.
+    from kvasir_tf import confidence
+    for name, r in rows.items():
+        c = r["confidence"]
+        assert c["raw"]["ece"] == pytest.approx(
+            confidence.ece(np.asarray(r["probabilities"]), r["labels"]), abs=1e-6)
+        assert c["temperature"] > 0 and "scaled" in c
+    assert rows["ptq-int8"]["confidence"]["floor"] == pytest.approx(
+        json.loads((tmp_path / "cmp" / "models" / "ptq-int8.json").read_text())["output"]["scale"] / 2)
+    assert "## Confidence: calibration and selective prediction" in md
+    assert "| PTQ int8 - float (Keras) | PTQ int8 vs its float model |" in md
+    for png in ("risk_coverage.png", "reliability_float_vs_int8.png", "reliability_ptq-int8.png"):
+        assert (tmp_path / "cmp" / png).stat().st_size > 10_000
+    doc = json.loads(result["files"]["json"].read_text())
+    assert "probabilities" not in doc["rows"]["ptq-int8"] and "confidence" in doc["rows"]["ptq-int8"]
     # A second call reuses the run and the files instead of training again.
     before = (tmp_path / "cmp" / "models" / "ptq-int8.tflite").stat().st_mtime_ns
     again = compare.run_comparison(tmp_path / "cmp", base, variants=names, qat={"epochs": 1},

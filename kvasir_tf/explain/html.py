@@ -45,7 +45,36 @@ def _comparison_section(folder: Path) -> str:
                 for n, r in rows.items()]))
     for png in sorted(folder.glob("accuracy_vs_*.png")):
         parts.append(_figure(png.stem.replace("_", " "), png))
-    return ("<h2>Accuracy</h2>" + "".join(parts)) if parts else ""
+    return ("<h2>Accuracy</h2>" + "".join(parts) + _confidence_section(folder, rows)) if parts else ""
+
+
+def _confidence_section(folder: Path, rows) -> str:
+    """ECE / Brier / NLL before and after temperature scaling, reliability and risk-coverage plots."""
+    from kvasir_tf import confidence_report as cr
+    with_conf = {n: r for n, r in (rows or {}).items() if isinstance(r, dict) and r.get("confidence")}
+    if not with_conf:
+        return ""
+    head = ("model", "ECE", "ECE after T", "Brier", "Brier after T", "NLL", "NLL after T", "T",
+            "uncertain below", "coverage")
+
+    def fig(block, key):
+        return f"{block[key]:.3f}" if block else ""
+    body = []
+    for n, r in with_conf.items():
+        c = r["confidence"]
+        raw, sc, sel = c["raw"], c.get("scaled"), c.get("selective") or {}
+        thr = sel.get("threshold")
+        body.append((r.get("label", n), fig(raw, "ece"), fig(sc, "ece"), fig(raw, "brier"), fig(sc, "brier"),
+                     fig(raw, "nll"), fig(sc, "nll"), f"{c['temperature']:.2f}" if sc else "",
+                     "" if not sel else ("none" if thr is None else f"{thr:.3f}"),
+                     f"{sel['coverage']:.3f}" if sel else ""))
+    any_row = next(iter(with_conf.values()))["confidence"]
+    parts = [f"<h2>Confidence</h2><p class=note>{any_row['bins']} {any_row['binning']} bins; T and the "
+             "threshold fitted on validation (intervals in comparison.md).</p>", _table(head, body)]
+    pngs = [folder / cr.RISK_COVERAGE_PNG, folder / cr.OVERLAY_PNG,
+            *sorted(p for p in folder.glob(f"{cr.RELIABILITY_PREFIX}*.png") if p.name != cr.OVERLAY_PNG)]
+    parts += [_figure(p.stem.replace("_", " "), p) for p in pngs if p.is_file()]
+    return "".join(parts)
 
 
 def write_report(results, figures: dict, out_path, folder=None) -> Path:
