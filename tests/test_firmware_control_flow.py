@@ -14,6 +14,7 @@ import pytest
 
 from kvasir_tf import artifact, device_logs
 from kvasir_tf.micro import codegen
+from kvasir_tf.micro.tflm import OP_RESOLVER_METHODS
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ROOT / "microcontroller" / "common"
@@ -22,10 +23,11 @@ SOURCES = ("main_functions.cc", "detection_responder.cc", "serial_report.cc", "t
            "test/control_flow/control_flow_test.cc")
 SIZE, CLASSES, OPS = 8, ["mucosa", "polyp", "stool"], ["CONV_2D", "MEAN", "SOFTMAX"]
 ARENA_USED = 1234          # the fake interpreter's arena_used_bytes()
-SETUP_ORDER = ["InitializeTarget", "BeginSerial", "GetModel", *(f"Add{m}" for m in ("Conv2D", "Mean", "Softmax")),
-               "AllocateArena", "MicroInterpreter", "AllocateTensors", "InitCamera"]
+REGISTER = [OP_RESOLVER_METHODS[op] for op in sorted(OPS)]          # the generated resolver's calls
+SETUP_ORDER = ["InitializeTarget", "BeginSerial", "GetModel", *REGISTER, "AllocateArena", "MicroInterpreter",
+               "AllocateTensors", "InitCamera"]
 # scenario -> (the last setup event it reaches, a word of the error line it must print)
-SETUP_FAILURES = {"schema": ("GetModel", "schema version"), "register": ("AddSoftmax", "could not be registered"),
+SETUP_FAILURES = {"schema": ("GetModel", "schema version"), "register": (REGISTER[-1], "could not be registered"),
                   "arena": ("AllocateArena", "kTensorArenaSize"), "allocate": ("AllocateTensors", "AllocateTensors failed"),
                   "input_type": ("AllocateTensors", "input is not the int8 image"),
                   "input_size": ("AllocateTensors", "input is not the int8 image"),
@@ -102,3 +104,8 @@ def test_capture_failure_is_reported_by_loop(firmware):
 def test_invoke_failure_is_reported_by_loop(firmware):
     r = run(firmware, "invoke")
     assert r["lines"][1:] == ["error: Invoke failed"] * 2 and device_logs.parse_serial(r["lines"])["frames"] == 0
+
+
+def test_the_fake_resolver_has_every_method_the_generated_one_may_call():
+    fake = (FAKES / "fake_tflm.h").read_text()
+    assert [m for m in OP_RESOLVER_METHODS.values() if f"KVASIR_FAKE_ADD({m})" not in fake] == []

@@ -52,8 +52,8 @@ def main(argv=None) -> int:
               f"arena {f['arena_saved_bytes']} B smaller, host TFLM {f['check']['host_tflm_ms_per_image']['unfolded']:.1f} -> "
               f"{f['check']['host_tflm_ms_per_image']['folded']:.1f} ms/image")
     g = c["gate"]
-    exact = "bit exact" if c["bit_exact"] else (f"up to {c['max_abs_diff']} int8 steps apart on {c['images_differing']} "
-                                                f"images (first at {c['first_mismatch']['op']})")
+    exact = "bit exact" if c["bit_exact"] else (f"up to {c['max_abs_diff']} int8 steps apart on "
+                                                f"{c['images_differing']} images (first at {c['first_mismatch']['op']})")
     exact += (f", top-1 agreement {c['top1_agreement']:.3f}; passed the gate ("
               + ("strict: bit exact" if g["strict"] else f"<= {g['tolerance_steps']} steps, top-1 agreement "
                  f">= {g['min_top1_agreement']:.3f}") + ")")

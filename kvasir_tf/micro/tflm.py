@@ -197,7 +197,7 @@ def gate(check: dict, source, tolerance: int = TOLERANCE_STEPS, min_top1: float 
         raise KvasirError(
             f"{source}: TFLite Micro's top-1 differs from LiteRT's reference kernels on "
             f"{round((1 - check['top1_agreement']) * check['images'])} of {check['images']} test images "
-            f"(outputs up to {check['max_abs_diff']} int8 steps apart): scores this close can flip on a "
-            f"board too; nothing written (--tflm-min-top1 {agree:.3f} accepts it)")
+            f"(outputs up to {check['max_abs_diff']} int8 steps apart; a board's kernels differ more); "
+            f"nothing written (--tflm-min-top1 {agree:.3f} accepts it)")
     return dict(check, gate={"tolerance_steps": tolerance, "min_top1_agreement": min_top1, "strict": strict},
                 board_kernels=BOARD_KERNELS_NOTE)
