@@ -135,25 +135,15 @@ def _transform(original: bytes, inputs, labels, per_tensor):
     return model, fold_info, info
 
 
-def _tflm_check(model: bytes, inputs, arena: int, tolerance: int, source) -> dict:
-    check = tflm.compare_tflm(model, inputs, arena)
-    if check["max_abs_diff"] > tolerance:
-        where = check.get("first_mismatch") or {}
-        raise KvasirError(
-            f"{source}: TFLite Micro's outputs differ from LiteRT's reference kernels by up to "
-            f"{check['max_abs_diff']} int8 steps on {check['images_differing']} of {check['images']} test "
-            f"images, first at op {where.get('op_index')} {where.get('op')}; nothing written "
-            f"(--tflm-tolerance {check['max_abs_diff']} accepts it)")
-    return check
-
-
 def export_micro(source, out_dir, board: str = "nano33ble", *, data_dir=None, images=None, labels=None,
                  force: bool = False, code_bytes: int = 0, per_tensor: str | None = None,
-                 tflm_tolerance: int = 0) -> dict:
+                 tflm_tolerance: int = tflm.TOLERANCE_STEPS, tflm_min_top1: float = tflm.MIN_TOP1_AGREEMENT,
+                 strict: bool = False) -> dict:
     """Export for ``board``; ``source`` is a run directory or an int8 .tflite with its sidecar
     (then pass test ``images`` uint8 [N, S, S, 3], optionally ``labels``). ``per_tensor``: None,
-    "all" or "pointwise" (see :mod:`.per_tensor`). TFLM must match LiteRT's reference kernels bit
-    for bit unless ``tflm_tolerance`` (int8 steps) says otherwise. Returns the summary."""
+    "all" or "pointwise" (see :mod:`.per_tensor`). TFLM's outputs must be within ``tflm_tolerance``
+    int8 steps of LiteRT's reference kernels with the same top-1 on ``tflm_min_top1`` of the images
+    (``strict``: bit exact); see :func:`.tflm.gate`. Returns the summary."""
     source, out_dir = Path(source), Path(out_dir)
     budgets.board_spec(board)
     existing = [p for p in _outputs(out_dir) if p.exists()]
@@ -170,7 +160,8 @@ def export_micro(source, out_dir, board: str = "nano33ble", *, data_dir=None, im
         arena = tflm.smallest_arena(tmp / MODEL_NAME)
         if fold_info["folded"]:
             fold_info["arena_saved_bytes"] = tflm.smallest_arena(path)["minimum_bytes"] - arena["minimum_bytes"]
-        check = _tflm_check(model, inputs, arena["minimum_bytes"], tflm_tolerance, source)
+        check = tflm.gate(tflm.compare_tflm(model, inputs, arena["minimum_bytes"]), source,
+                          tflm_tolerance, tflm_min_top1, strict)
         report = budgets.check_budget(board, model_bytes=len(model), arena_bytes=arena["arena_bytes"],
                                       frame=frame, code_bytes=code_bytes)
         accuracy = _accuracy(check.pop("outputs"), labels)

@@ -1,10 +1,12 @@
 """The model in the real TFLite Micro interpreter (PyPI ``tflite-micro``): op support, the smallest
-arena, and outputs bit for bit equal to LiteRT's reference kernels.
+arena, and the gate on its outputs against LiteRT's reference kernels (within a stated number of
+int8 steps, same top-1; bit exact only in strict mode).
 
 Arena probes run in a subprocess: TFLM segfaults (not raises) when the arena is far too small.
 """
 from __future__ import annotations
 
+import math
 import re
 import subprocess
 import sys
@@ -29,6 +31,16 @@ OP_RESOLVER_METHODS = {
 ARENA_MARGIN = 1.10
 ARENA_ROUND = 1024
 ARENA_ALIGN = 16
+# The export's gate (gate()): TFLM (reference kernels) against LiteRT's reference kernels. The two
+# round some requantizations differently (seen: 1 step on 1 of 48 images of the README's micro
+# recipe, 2 steps on 1 of 141), and a board's optimized kernels differ from the reference kernels by
+# a step or two again, so bit for bit is more than a board can promise; the top-1 is what it can.
+TOLERANCE_STEPS = 2            # outputs at most this many int8 steps apart ...
+MIN_TOP1_AGREEMENT = 1.0       # ... and the same top-1 on this fraction of the test images
+BOARD_KERNELS_NOTE = (
+    "a board runs optimized kernels (CMSIS-NN on the Nano 33 BLE Sense, ESP-NN on the ESP32-S3), which "
+    "differ from these reference kernels by a step or two (CMSIS-NN under QEMU: 1-2 int8 steps on 1-4 "
+    "of 8 scores, top-1 equal); check the board itself with python -m kvasir_tf.micro.serial_test")
 _PROBE = r"""
 import sys, numpy as np
 from tflite_micro.python.tflite_micro import runtime
@@ -152,8 +164,8 @@ def first_mismatch(content: bytes, inputs: np.ndarray, arena: int) -> dict | Non
 
 
 def compare_tflm(content: bytes, inputs: np.ndarray, arena: int) -> dict:
-    """TFLM vs LiteRT reference kernels on the same int8 inputs (identical when all is well);
-    on a difference, the first operator that differs."""
+    """TFLM vs LiteRT reference kernels on the same int8 inputs: the largest difference in int8
+    steps, the top-1 agreement and, on a difference, the first operator that differs."""
     micro, ref = run_tflm(content, inputs, arena), run_reference(content, inputs)
     diff = np.abs(micro.astype(np.int32) - ref.astype(np.int32))
     out = {"images": int(len(inputs)), "bit_exact": bool(diff.max() == 0),
@@ -163,3 +175,29 @@ def compare_tflm(content: bytes, inputs: np.ndarray, arena: int) -> dict:
         bad = np.nonzero(diff.max(axis=1))[0]
         out["first_mismatch"] = first_mismatch(content, inputs[bad[:4]], max(arena, 1 << 20))
     return out
+
+
+def gate(check: dict, source, tolerance: int = TOLERANCE_STEPS, min_top1: float = MIN_TOP1_AGREEMENT,
+         strict: bool = False) -> dict:
+    """``check`` (compare_tflm) with the gate it passed, or KvasirError naming the flag that would
+    accept it. ``strict``: bit exact (tolerance 0, every top-1 equal)."""
+    if strict:
+        tolerance, min_top1 = 0, 1.0
+    fix = (f"without --strict the export accepts up to {TOLERANCE_STEPS} steps with the same top-1" if strict
+           else f"--tflm-tolerance {check['max_abs_diff']} accepts it")
+    if check["max_abs_diff"] > tolerance:
+        where = check.get("first_mismatch") or {}
+        raise KvasirError(
+            f"{source}: TFLite Micro's outputs differ from LiteRT's reference kernels by up to "
+            f"{check['max_abs_diff']} int8 steps (tolerance {tolerance}) on {check['images_differing']} of "
+            f"{check['images']} test images, first at op {where.get('op_index')} {where.get('op')}; "
+            f"nothing written ({fix})")
+    if check["top1_agreement"] < min_top1:
+        agree = math.floor(check["top1_agreement"] * 1000) / 1000
+        raise KvasirError(
+            f"{source}: TFLite Micro's top-1 differs from LiteRT's reference kernels on "
+            f"{round((1 - check['top1_agreement']) * check['images'])} of {check['images']} test images "
+            f"(outputs up to {check['max_abs_diff']} int8 steps apart; a board's kernels differ more); "
+            f"nothing written (--tflm-min-top1 {agree:.3f} accepts it)")
+    return dict(check, gate={"tolerance_steps": tolerance, "min_top1_agreement": min_top1, "strict": strict},
+                board_kernels=BOARD_KERNELS_NOTE)

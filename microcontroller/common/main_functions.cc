@@ -1,6 +1,7 @@
 // The TFLM-facing part, shaped like TFLM's examples/person_detection/main_functions.cc.
-// Compiled only by the board builds (ESP-IDF with esp-tflite-micro, Arduino with the Arduino
-// TensorFlow Lite library): the TFLM headers are not available where the project's tests run.
+// Built by the board builds (ESP-IDF with esp-tflite-micro, Arduino with the Arduino TensorFlow
+// Lite library); tests/test_firmware_control_flow.py builds it with host g++ against a fake of the
+// few TFLM calls below to check its control flow (order of setup, every error reported), not TFLM.
 #include "main_functions.h"
 
 #include "detection_responder.h"
@@ -21,7 +22,10 @@ bool ready = false;
 }  // namespace
 
 void setup() {
+  // The serial port first, as person_detection does (its Arduino InitializeTarget opens it), so
+  // that every error below reaches the host.
   tflite::InitializeTarget();
+  kvasir::BeginSerial();
   const tflite::Model* model = tflite::GetModel(g_model_data);
   if (model->version() != TFLITE_SCHEMA_VERSION) {
     kvasir::WriteLine("error: the model's schema version is not this TFLM's; regenerate model_data.cc");
@@ -55,7 +59,11 @@ void setup() {
 }
 
 void loop() {
-  if (!ready || !GetImage(kNumCols, kNumRows, kNumChannels, input->data.int8)) return;
+  if (!ready) return;  // setup() printed why
+  if (!GetImage(kNumCols, kNumRows, kNumChannels, input->data.int8)) {
+    kvasir::WriteLine("error: image capture failed");
+    return;
+  }
   const uint32_t start = kvasir::MicrosNow();
   if (interpreter->Invoke() != kTfLiteOk) {
     kvasir::WriteLine("error: Invoke failed");

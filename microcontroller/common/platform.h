@@ -8,6 +8,7 @@
 
 namespace kvasir {
 
+void BeginSerial();                         // opens the serial port: setup() calls it before any line
 void WriteLine(const char* line);           // one line on the serial port, newline added
 uint32_t MicrosNow();                       // a microsecond clock for the latency figure
 uint8_t* AllocateArena(size_t bytes);       // the tensor arena, 16-byte aligned, or nullptr

@@ -40,6 +40,11 @@ bool InitCamera() {
 }
 
 bool GetImage(int image_width, int image_height, int channels, int8_t* image_data) {
+  if (image_width != kNumCols || image_height != kNumRows || channels != kNumChannels) {
+    kvasir::WriteLine("error: GetImage called for another shape than the model's input "
+                      "(kNumCols x kNumRows x kNumChannels in model_settings.h)");
+    return false;
+  }
   uint8_t* pixels = reinterpret_cast<uint8_t*>(image_data);
   if (ReadTestImage(pixels)) {
     kvasir::QuantizePixels(pixels, static_cast<size_t>(image_width) * image_height * channels, kInputScale,

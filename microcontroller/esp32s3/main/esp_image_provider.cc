@@ -57,6 +57,11 @@ bool InitCamera() {
 }
 
 bool GetImage(int image_width, int image_height, int channels, int8_t* image_data) {
+  if (image_width != kNumCols || image_height != kNumRows || channels != kNumChannels) {
+    kvasir::WriteLine("error: GetImage called for another shape than the model's input "
+                      "(kNumCols x kNumRows x kNumChannels in model_settings.h)");
+    return false;
+  }
   camera_fb_t* fb = esp_camera_fb_get();
   if (fb == nullptr) return false;
   // esp32-camera stores RGB565 high byte first.
@@ -64,7 +69,5 @@ bool GetImage(int image_width, int image_height, int channels, int8_t* image_dat
       fb->buf, kvasir::PixelFormat::kRgb565Be, static_cast<int>(fb->height), static_cast<int>(fb->width),
       image_width, kInputScale, kInputZeroPoint, image_data);
   esp_camera_fb_return(fb);
-  (void)image_height;
-  (void)channels;
   return status == kvasir::PreprocessStatus::kOk;
 }

@@ -7,6 +7,9 @@
 
 namespace kvasir {
 
+// The console (USB Serial/JTAG or UART, sdkconfig) is up before app_main: nothing to open.
+void BeginSerial() {}
+
 void WriteLine(const char* line) {
   printf("%s\n", line);
   fflush(stdout);

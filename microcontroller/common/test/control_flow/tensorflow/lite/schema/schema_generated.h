@@ -1,0 +1,2 @@
+// Control-flow test only: the fake TFLM (see fake_tflm.h).
+#include "fake_tflm.h"
