@@ -34,6 +34,8 @@ from kvasir_tf.errors import KvasirError
 SERIAL_TAG = "KVASIR"
 HEADER_KEYS = ("model", "input", "arena_bytes")
 FRAME_KEYS = ("class", "idx", "conf", "latency_us")
+# class= of a frame below the model's abstain threshold (its idx and conf are still the top class's).
+UNCERTAIN_LABEL = "uncertain"
 DEFAULT_BAUD = 115200
 
 _KV = re.compile(r"(\w+)=(\S+)")
@@ -105,6 +107,7 @@ def parse_serial(lines) -> dict:
         "malformed_examples": malformed[:3],
         "other_lines": other,
         "class_counts": dict(sorted(counts.items())),
+        "uncertain": counts.get(UNCERTAIN_LABEL, 0),
         "mean_conf": float(np.mean([f["conf"] for f in frames])) if frames else None,
     }
     if frames:

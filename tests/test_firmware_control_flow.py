@@ -19,7 +19,7 @@ from kvasir_tf.micro.tflm import OP_RESOLVER_METHODS
 ROOT = Path(__file__).resolve().parents[1]
 COMMON = ROOT / "microcontroller" / "common"
 FAKES = COMMON / "test" / "control_flow"
-SOURCES = ("main_functions.cc", "detection_responder.cc", "serial_report.cc", "top_k.cc",
+SOURCES = ("main_functions.cc", "detection_responder.cc", "serial_report.cc", "top_k.cc", "confidence.cc",
            "test/control_flow/control_flow_test.cc")
 SIZE, CLASSES, OPS = 8, ["mucosa", "polyp", "stool"], ["CONV_2D", "MEAN", "SOFTMAX"]
 ARENA_USED = 1234          # the fake interpreter's arena_used_bytes()
@@ -34,9 +34,14 @@ SETUP_FAILURES = {"schema": ("GetModel", "schema version"), "register": (REGISTE
                   "camera": ("InitCamera", "camera not found")}
 
 
-def _generated(folder: Path) -> Path:
+TEMPERATURE = 1.5
+SCORES = [-100, 100, -98]  # the fake interpreter's output (control_flow_test.cc)
+
+
+def _generated(folder: Path, abstain_below=None) -> Path:
     """The generated sources the firmware compiles, for a small made-up model."""
-    side = {"input": {"scale": 1.0, "zero_point": -128}, "output": {"scale": 1 / 256, "zero_point": -128},
+    output = {"scale": 1 / 256, "zero_point": -128, "temperature": TEMPERATURE, "abstain_below": abstain_below}
+    side = {"input": {"scale": 1.0, "zero_point": -128}, "output": output,
             "class_names": CLASSES, "tflite": "fake.tflite", "image_size": SIZE, "sha256": "c0ffee00" * 8}
     h, cc = codegen.model_settings_sources(
         side, arena_bytes={"minimum_bytes": 4000, "margin": "x1.10 rounded up to 1024 B", "arena_bytes": 5120},
@@ -49,13 +54,12 @@ def _generated(folder: Path) -> Path:
     return folder
 
 
-@pytest.fixture(scope="module")
-def firmware(tmp_path_factory):
+def _build(tmp_path_factory, abstain_below=None):
     cxx = shutil.which("g++")
     if cxx is None:
         pytest.skip("no host g++: install it (apt-get install g++) to test the firmware's control flow")
     tmp = tmp_path_factory.mktemp("flow")
-    gen = _generated(tmp / "generated")
+    gen = _generated(tmp / "generated", abstain_below)
     exe = tmp / "control_flow_test"
     cmd = [cxx, "-std=c++17", "-O1", "-Wall", "-Wextra", "-Werror", f"-I{FAKES}", f"-I{COMMON}", f"-I{gen}",
            *(str(COMMON / s) for s in SOURCES), str(gen / "model_data.cc"), str(gen / "model_settings.cc"),
@@ -63,6 +67,16 @@ def firmware(tmp_path_factory):
     res = subprocess.run(cmd, capture_output=True, text=True)
     assert res.returncode == 0, res.stderr[-3000:]
     return exe
+
+
+@pytest.fixture(scope="module")
+def firmware(tmp_path_factory):
+    return _build(tmp_path_factory)
+
+
+def _top_probability():
+    from kvasir_tf import confidence
+    return float(confidence.device_probabilities(SCORES, 1 / 256, -128, TEMPERATURE)[1])
 
 
 def run(exe, scenario):
@@ -82,7 +96,18 @@ def test_setup_order_and_result_lines(firmware):
     summary = device_logs.parse_serial(r["lines"])
     assert summary["header"] == {"model": "c0ffee00", "input": [SIZE, SIZE], "arena_bytes": ARENA_USED}
     assert summary["frames"] == 2 and summary["malformed"] == 0 and summary["class_counts"] == {"polyp": 2}
-    assert summary["mean_conf"] == pytest.approx((100 + 128) / 256, abs=1e-3)
+    # conf: the temperature-scaled probability (model_settings.h's kTemperature), to the printed 0.001.
+    assert summary["mean_conf"] == pytest.approx(_top_probability(), abs=6e-4)
+    assert abs(_top_probability() - (100 + 128) / 256) > 0.01          # T = 1.5 changes it
+
+
+def test_below_the_threshold_the_firmware_reports_uncertain(tmp_path_factory):
+    exe = _build(tmp_path_factory, abstain_below=round(_top_probability() + 0.05, 3))
+    summary = device_logs.parse_serial(run(exe, "ok")["lines"])
+    assert summary["class_counts"] == {device_logs.UNCERTAIN_LABEL: 2} and summary["uncertain"] == 2
+    assert summary["mean_conf"] == pytest.approx(_top_probability(), abs=6e-4)
+    lines = [line for line in run(exe, "ok")["lines"] if "class=" in line]
+    assert all(" idx=1 " in line for line in lines)          # idx: still the top class
 
 
 @pytest.mark.parametrize("scenario", sorted(SETUP_FAILURES))

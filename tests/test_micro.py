@@ -301,7 +301,7 @@ ARM_FLAGS = ["-std=c++17", "-Os", "-mcpu=cortex-m4", "-mthumb", "-mfloat-abi=har
 def arm_size_report(common, generated, elf):
     """Link common/ + the generated model files for Cortex-M4F; (text, data, bss) and symbols."""
     import subprocess
-    sources = [common / n for n in ("image_preprocess.cc", "top_k.cc", "serial_report.cc",
+    sources = [common / n for n in ("image_preprocess.cc", "top_k.cc", "serial_report.cc", "confidence.cc",
                                     "detection_responder.cc", "test/size_probe.cc")]
     sources += [generated / "model_data.cc", generated / "model_settings.cc"]
     subprocess.run(["arm-none-eabi-g++", *ARM_FLAGS, f"-I{common}", f"-I{generated}", *map(str, sources),

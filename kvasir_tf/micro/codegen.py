@@ -39,9 +39,13 @@ def _c_string(s: str) -> str:
 
 
 def model_settings_sources(sidecar: dict, *, arena_bytes: int, board: dict, frame: dict) -> tuple[str, str]:
-    """model_settings.h / .cc: image size, input and output maps, arena, camera frame, labels."""
+    """model_settings.h / .cc: image size, input and output maps, temperature and abstain
+    threshold, arena, camera frame, labels."""
+    from kvasir_tf import confidence
     inp, out = sidecar["input"], sidecar["output"]
     names = sidecar["class_names"]
+    fitted = confidence.from_sidecar(sidecar) or {"temperature": 1.0, "abstain_below": None}
+    temperature, abstain_below = fitted["temperature"], fitted["abstain_below"]
     note = _note(sidecar["tflite"])
     header = f"""{note}#ifndef KVASIR_MODEL_SETTINGS_H_
 #define KVASIR_MODEL_SETTINGS_H_
@@ -61,6 +65,11 @@ constexpr float kOutputScale = {float(out['scale'])!r}f;
 constexpr int kOutputZeroPoint = {int(out['zero_point'])};
 constexpr int kCategoryCount = {len(names)};
 extern const char* const kCategoryLabels[kCategoryCount];
+// Confidence (kvasir_tf.confidence, fitted on the validation split): probabilities are
+// softmax(log(max(p, kOutputScale / 2)) / kTemperature); below kAbstainBelow the firmware
+// reports class=uncertain (0: never).
+constexpr float kTemperature = {float(temperature)!r}f;
+constexpr float kAbstainBelow = {float(abstain_below or 0.0)!r}f;
 
 // Tensor arena: the smallest TFLM arena measured for this model ({arena_bytes['minimum_bytes']} B)
 // with a margin ({arena_bytes['margin']}).

@@ -10,6 +10,8 @@
 namespace kvasir {
 
 constexpr int kUncertain = -1;
+// The class= field of a frame the firmware abstains on (kvasir_tf.device_logs.UNCERTAIN_LABEL).
+constexpr char kUncertainLabel[] = "uncertain";
 
 // probs[i] = softmax(log(max(p_i, scale / 2)) / temperature) with p_i = scale * (q_i - zero_point).
 void ScaledProbabilities(const int8_t* scores, int n, float scale, int zero_point,

@@ -2,8 +2,8 @@
 
 #include "model_settings.h"
 #include "platform.h"
+#include "confidence.h"
 #include "serial_report.h"
-#include "top_k.h"
 
 void RespondHeader(size_t arena_used_bytes) {
   char line[kvasir::kReportLineBytes];
@@ -13,11 +13,14 @@ void RespondHeader(size_t arena_used_bytes) {
 }
 
 void RespondToDetection(const int8_t* scores, uint32_t latency_us, long frame) {
-  int best = 0;
-  if (kvasir::TopK(scores, kCategoryCount, 1, &best) != 1) return;
-  const float confidence = kvasir::Dequantize(scores[best], kOutputScale, kOutputZeroPoint);
+  float probs[kCategoryCount];
+  kvasir::ScaledProbabilities(scores, kCategoryCount, kOutputScale, kOutputZeroPoint, kTemperature, probs);
+  const int decision = kvasir::Decide(probs, kCategoryCount, kAbstainBelow);
+  // idx stays the top class when uncertain, so a serial test still scores the model itself.
+  const int best = decision == kvasir::kUncertain ? kvasir::Decide(probs, kCategoryCount, 0.0f) : decision;
+  const char* label = decision == kvasir::kUncertain ? kvasir::kUncertainLabel : kCategoryLabels[best];
   char line[kvasir::kReportLineBytes];
-  if (kvasir::FormatResult(line, sizeof(line), kCategoryLabels[best], best, confidence, latency_us, frame) > 0) {
+  if (kvasir::FormatResult(line, sizeof(line), label, best, probs[best], latency_us, frame) > 0) {
     kvasir::WriteLine(line);
   }
 }

@@ -8,7 +8,8 @@
 // The boot header: KVASIR model=<sha> input=<S>x<S> arena_bytes=<n>.
 void RespondHeader(size_t arena_used_bytes);
 
-// One classified frame: KVASIR class=<name> idx=<i> conf=<p> latency_us=<t> frame=<n>.
+// One classified frame: KVASIR class=<name> idx=<i> conf=<p> latency_us=<t> frame=<n>, with p the
+// temperature-scaled probability of the top class i; class=uncertain when p < kAbstainBelow.
 void RespondToDetection(const int8_t* scores, uint32_t latency_us, long frame);
 
 #endif  // KVASIR_DETECTION_RESPONDER_H_
