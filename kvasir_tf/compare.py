@@ -24,42 +24,18 @@ import numpy as np
 
 import kvasir_tf
 from kvasir_tf import report, rundir
+from kvasir_tf import rows as rows_lib
+from kvasir_tf.rows import ROWS, Row
 from kvasir_tf.config import TrainConfig, add_train_args, base_config, given_settings
 from kvasir_tf.errors import KvasirError, cli
 from kvasir_tf.compare_runs import (CONTROL_FROM, CONVERT_SECONDS, MEASURE_SECONDS, RECIPES, Stages,
                                     budget_note, run_configs, train_cost, train_runs)
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One row: the model a training mode produced, deployed as ``convert_mode`` (None = Keras)."""
-
-    name: str
-    train_mode: str
-    convert_mode: str | None
-    label: str
-    per_tensor: bool = False       # int8 with one scale per tensor (smaller file; see convert.py)
-
-
-VARIANTS = (
-    Variant("float-keras", "float", None, "float (Keras)"),
-    Variant("float", "float", "float", "float32 TFLite"),
-    Variant("float-fp16", "float", "fp16", "float16 TFLite"),
-    Variant("float-dynamic", "float", "dynamic", "dynamic-range TFLite"),
-    Variant("ptq-int8", "float", "int8", "PTQ int8"),
-    Variant("ptq-int8-per-tensor", "float", "int8", "PTQ int8 per-tensor", per_tensor=True),
-    Variant("sgt-keras", "sgt", None, "SGT float (Keras)"),
-    Variant("sgt", "sgt", "float", "SGT float32 TFLite"),
-    Variant("qat-keras", "qat", None, "TF-MOT QAT (Keras)"),
-    Variant("qat-int8", "qat", "int8", "TF-MOT QAT int8"),
-    Variant("pact-qat-keras", "pact-qat", None, "PACT-QAT (Keras)"),
-    Variant("pact-qat-int8", "pact-qat", "int8", "PACT-QAT int8"),
-    Variant("sgt-pact-qat-keras", "sgt-pact-qat", None, "SGT-PACT-QAT (Keras)"),
-    Variant("sgt-pact-qat-int8", "sgt-pact-qat", "int8", "SGT-PACT-QAT int8 (ours)"),
-    Variant("float-ft-keras", "float-ft", None, "float + QAT epochs (Keras, control)"),
-    Variant("sgt-ft-keras", "sgt-ft", None, "SGT + QAT epochs (Keras, control)"),
-)
-REFERENCE = "float-keras"            # "agreement" column: % same top-1 as this row
+# The rows themselves live in kvasir_tf.rows; these names stay for callers of this module.
+Variant = Row
+VARIANTS = ROWS
+REFERENCE = rows_lib.REFERENCE.name     # "agreement" column: % same top-1 as this row
 LATENCY_THREADS = (1, 2)
 LATENCY_RUNS = 50
 _MEMORY_PROBE = r"""
@@ -175,7 +151,8 @@ def _agreement(rows: dict):
     for name, row in rows.items():
         if ref is not None:
             agree(row, "agreement", ref)
-        src = rows.get(f"{row['train_mode']}-keras")
+        keras = rows_lib.keras_row_of(row["train_mode"])
+        src = None if keras is None else rows.get(keras.name)
         if src is not None and row["format"] != "keras":
             agree(row, "agreement_source", src)
 
@@ -228,12 +205,8 @@ def merge_device_logs(rows: dict, device_logs: dict) -> dict:
 def select_variants(names=None, recipe="finetune"):
     """The rows to produce: all (the control rows only in the finetune recipe), or ``names``."""
     if not names:
-        return [v for v in VARIANTS if recipe == "finetune" or v.train_mode not in CONTROL_FROM]
-    known = {v.name: v for v in VARIANTS}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise KvasirError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(known)}")
-    return [known[n] for n in names]
+        return [v for v in ROWS if recipe == "finetune" or v.train_mode not in CONTROL_FROM]
+    return rows_lib.select(names)
 
 
 def run_comparison(out_dir, base: TrainConfig, *, qat=None, variants=None, recipe="finetune",
