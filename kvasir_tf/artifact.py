@@ -77,7 +77,10 @@ def _tensor_entry(detail: dict, role: str) -> dict:
 
 def build_sidecar(tflite_path: Path, info: dict, *, mode, image_size, class_names, source,
                   source_kind, quantization, calibration, per_tensor=False) -> dict:
-    """The sidecar document of a written .tflite (``info`` from :func:`runtime.inspect_tflite`)."""
+    """The sidecar document of a written .tflite (``info`` from :func:`runtime.inspect_tflite`).
+
+    One keyword per sidecar field the caller knows (keyword-only): the document's fields are
+    the contract with the app and firmware, so each is named where it is filled in."""
     return {
         "format": SIDECAR_FORMAT,
         "tflite": tflite_path.name,
