@@ -77,7 +77,10 @@ def _tensor_entry(detail: dict, role: str) -> dict:
 
 def build_sidecar(tflite_path: Path, info: dict, *, mode, image_size, class_names, source,
                   source_kind, quantization, calibration, per_tensor=False) -> dict:
-    """The sidecar document of a written .tflite (``info`` from :func:`runtime.inspect_tflite`)."""
+    """The sidecar document of a written .tflite (``info`` from :func:`runtime.inspect_tflite`).
+
+    One keyword per sidecar field the caller knows (keyword-only): the document's fields are
+    the contract with the app and firmware, so each is named where it is filled in."""
     return {
         "format": SIDECAR_FORMAT,
         "tflite": tflite_path.name,
@@ -125,3 +128,40 @@ def parse_c_array(text: str) -> bytes:
     start = text.index("g_model_data[] = {")
     end = text.index("};", start)
     return bytes(int(h, 16) for h in re.findall(r"0x([0-9a-fA-F]{2})", text[start:end]))
+
+
+class ArtifactFiles:
+    """The files one conversion writes beside ``tflite``: checked free before any work, written
+    together (the .tflite, its sidecar, labels.txt, optionally the C array)."""
+
+    def __init__(self, tflite: Path, class_names, c_array: bool, debug_report: bool):
+        self.tflite = tflite
+        self.sidecar = sidecar_path_for(tflite)
+        self.labels = tflite.parent / LABELS_NAME
+        self.labels_text = labels_text(class_names)
+        self.c_files = (tuple(tflite.parent / f"{C_ARRAY_NAME}{s}" for s in (".h", ".cc"))
+                        if c_array else ())
+        self.debug_csv = tflite.with_name(tflite.stem + "_quant_debug.csv") if debug_report else None
+
+    def check_free(self, force: bool):
+        """Refuse to overwrite anything unless forced (an identical labels.txt is not a conflict)."""
+        paths = [self.tflite, self.sidecar, self.labels, *self.c_files]
+        for p in paths + ([self.debug_csv] if self.debug_csv else []):
+            if not p.exists() or force:
+                continue
+            if p == self.labels and p.read_text() == self.labels_text:
+                continue
+            raise KvasirError(f"{p} already exists; pass --force to overwrite it or choose another --out")
+
+    def write(self, content: bytes, info: dict, sidecar_fields: dict, notes: list) -> dict:
+        self.tflite.parent.mkdir(parents=True, exist_ok=True)
+        self.tflite.write_bytes(content)
+        self.labels.write_text(self.labels_text)
+        meta = build_sidecar(self.tflite, info, **sidecar_fields)
+        if notes:
+            meta["notes"] = notes
+        self.sidecar.write_text(json.dumps(meta, indent=2) + "\n")
+        for path, text in zip(self.c_files,
+                              c_array_sources(content, self.sidecar.name, self.tflite.name)):
+            path.write_text(text)
+        return meta

@@ -27,6 +27,7 @@ class Calibration:
 
     images: np.ndarray
     provenance: dict = field(default_factory=dict)
+    notes: tuple = ()               # what the user should know (fewer images, resized)
 
 
 def _as_split(representative):
@@ -42,8 +43,10 @@ def _as_split(representative):
                       f"pass the run directory, or --manifest RUN/{MANIFEST_NAME}")
 
 
-def _draw(available: int, num_calibration, allow_fewer: bool, where: str, notes: list) -> np.ndarray:
-    """Sorted indices of the seeded draw; fewer than asked is an error only for an explicit count."""
+def _draw(available: int, num_calibration, allow_fewer: bool, where: str) -> tuple:
+    """(sorted indices of the seeded draw, notes); fewer than asked is an error only for an
+    explicit count."""
+    notes = []
     asked = DEFAULT_NUM_CALIBRATION if num_calibration is None else int(num_calibration)
     if asked < 1:
         raise KvasirError(f"--num-calibration must be >= 1, got {asked}")
@@ -57,38 +60,39 @@ def _draw(available: int, num_calibration, allow_fewer: bool, where: str, notes:
         notes.append(f"calibration: {available} images available in {where}, fewer than {asked}; "
                      "using all of them")
     rng = np.random.default_rng(CALIBRATION_SEED)
-    return np.sort(rng.permutation(available)[:min(asked, available)])
+    return np.sort(rng.permutation(available)[:min(asked, available)]), notes
 
 
 def calibration_images(representative, image_size: int, num_calibration=None, *,
-                       allow_fewer=False, notes=None, mask_overlays=False) -> Calibration:
+                       allow_fewer=False, mask_overlays=False) -> Calibration:
     """uint8 [N, S, S, 3] from a training split (a Split or a manifest) or a given image array.
 
     ``num_calibration=None`` means "up to DEFAULT_NUM_CALIBRATION": fewer is fine and noted.
     An explicit count that the data cannot meet is an error unless ``allow_fewer``.
     ``mask_overlays`` must be the run's own setting (images preprocessed as in training).
     """
-    notes = notes if notes is not None else []
     if isinstance(representative, np.ndarray):
         images = representative
         if images.ndim != 4 or images.shape[-1] != 3:
             raise KvasirError(f"representative images must be [N, H, W, 3], got {images.shape}")
-        images = images[_draw(len(images), num_calibration, allow_fewer, "the given image array", notes)]
+        idx, notes = _draw(len(images), num_calibration, allow_fewer, "the given image array")
+        images = images[idx]
         if images.shape[1:3] != (image_size, image_size):
             notes.append(f"representative images are {images.shape[2]}x{images.shape[1]} but the model "
                          f"takes {image_size}x{image_size}: resized")
             images = _resize_uint8(np.clip(images, 0, 255).astype(np.uint8), image_size)
-        return Calibration(np.asarray(images), {"source": "image array", "num_images": int(len(images))})
+        return Calibration(np.asarray(images), {"source": "image array", "num_images": int(len(images))},
+                           tuple(notes))
     from kvasir_tf.data.pipeline import load_images
     split = _as_split(representative)
     train = split.subset("train")
-    idx = _draw(len(train), num_calibration, allow_fewer, f"the training split of {split.root}", notes)
+    idx, notes = _draw(len(train), num_calibration, allow_fewer, f"the training split of {split.root}")
     rel = [train[i][0] for i in idx]
     images = load_images([Path(split.root) / r for r in rel], image_size, mask_overlays)
     return Calibration(images, {"source": "split manifest", "subset": "train", "root": str(split.root),
                                 "split_seed": int(split.seed), "draw_seed": CALIBRATION_SEED,
                                 "mask_overlays": bool(mask_overlays), "num_images": len(rel),
-                                "images": rel})
+                                "images": rel}, tuple(notes))
 
 
 def representative_dataset(images: np.ndarray):

@@ -162,7 +162,9 @@ class EpochCheckpoint(tf.keras.callbacks.Callback):
 
     Every file is written under a temporary name and renamed, and the resume checkpoint
     (whose ``checkpoint`` index file is itself replaced atomically) is written last, so a
-    kill at any point leaves a consistent previous state to resume from.
+    kill at any point leaves a consistent previous state to resume from. It reads
+    ``guard.reason``, so it comes after :class:`Guard` in the list (the order:
+    ``kvasir_tf.train._callbacks``).
     """
 
     def __init__(self, run_dir, ckpt, manager, guard, interrupt, monitor, inner_model):

@@ -24,42 +24,18 @@ import numpy as np
 
 import kvasir_tf
 from kvasir_tf import report, rundir
+from kvasir_tf import rows as rows_lib
+from kvasir_tf.rows import ROWS, Row
 from kvasir_tf.config import TrainConfig, add_train_args, base_config, given_settings
 from kvasir_tf.errors import KvasirError, cli
 from kvasir_tf.compare_runs import (CONTROL_FROM, CONVERT_SECONDS, MEASURE_SECONDS, RECIPES, Stages,
                                     budget_note, run_configs, train_cost, train_runs)
 
 
-@dataclass(frozen=True)
-class Variant:
-    """One row: the model a training mode produced, deployed as ``convert_mode`` (None = Keras)."""
-
-    name: str
-    train_mode: str
-    convert_mode: str | None
-    label: str
-    per_tensor: bool = False       # int8 with one scale per tensor (smaller file; see convert.py)
-
-
-VARIANTS = (
-    Variant("float-keras", "float", None, "float (Keras)"),
-    Variant("float", "float", "float", "float32 TFLite"),
-    Variant("float-fp16", "float", "fp16", "float16 TFLite"),
-    Variant("float-dynamic", "float", "dynamic", "dynamic-range TFLite"),
-    Variant("ptq-int8", "float", "int8", "PTQ int8"),
-    Variant("ptq-int8-per-tensor", "float", "int8", "PTQ int8 per-tensor", per_tensor=True),
-    Variant("sgt-keras", "sgt", None, "SGT float (Keras)"),
-    Variant("sgt", "sgt", "float", "SGT float32 TFLite"),
-    Variant("qat-keras", "qat", None, "TF-MOT QAT (Keras)"),
-    Variant("qat-int8", "qat", "int8", "TF-MOT QAT int8"),
-    Variant("pact-qat-keras", "pact-qat", None, "PACT-QAT (Keras)"),
-    Variant("pact-qat-int8", "pact-qat", "int8", "PACT-QAT int8"),
-    Variant("sgt-pact-qat-keras", "sgt-pact-qat", None, "SGT-PACT-QAT (Keras)"),
-    Variant("sgt-pact-qat-int8", "sgt-pact-qat", "int8", "SGT-PACT-QAT int8 (ours)"),
-    Variant("float-ft-keras", "float-ft", None, "float + QAT epochs (Keras, control)"),
-    Variant("sgt-ft-keras", "sgt-ft", None, "SGT + QAT epochs (Keras, control)"),
-)
-REFERENCE = "float-keras"            # "agreement" column: % same top-1 as this row
+# The rows themselves live in kvasir_tf.rows; these names stay for callers of this module.
+Variant = Row
+VARIANTS = ROWS
+REFERENCE = rows_lib.REFERENCE.name     # "agreement" column: % same top-1 as this row
 LATENCY_THREADS = (1, 2)
 LATENCY_RUNS = 50
 _MEMORY_PROBE = r"""
@@ -176,7 +152,8 @@ def _agreement(rows: dict):
     for name, row in rows.items():
         if ref is not None:
             agree(row, "agreement", ref)
-        src = rows.get(f"{row['train_mode']}-keras")
+        keras = rows_lib.keras_row_of(row["train_mode"])
+        src = None if keras is None else rows.get(keras.name)
         if src is not None and row["format"] != "keras":
             agree(row, "agreement_source", src)
 
@@ -227,44 +204,59 @@ def merge_device_logs(rows: dict, device_logs: dict) -> dict:
 def select_variants(names=None, recipe="finetune"):
     """The rows to produce: all (the control rows only in the finetune recipe), or ``names``."""
     if not names:
-        return [v for v in VARIANTS if recipe == "finetune" or v.train_mode not in CONTROL_FROM]
-    known = {v.name: v for v in VARIANTS}
-    unknown = [n for n in names if n not in known]
-    if unknown:
-        raise KvasirError(f"unknown model(s) {', '.join(unknown)}; choose from {', '.join(known)}")
-    return [known[n] for n in names]
+        return [v for v in ROWS if recipe == "finetune" or v.train_mode not in CONTROL_FROM]
+    return rows_lib.select(names)
 
 
-def run_comparison(out_dir, base: TrainConfig, *, qat=None, variants=None, recipe="finetune",
-                   seeds=1, retrain=False, force_convert=False, num_calibration=None,
-                   latency_runs=LATENCY_RUNS, device_logs=None, jobs=1) -> dict:
+@dataclass(frozen=True)
+class ComparisonPlan:
+    """What one comparison trains, converts and measures, beyond the settings every run shares.
+
+    ``qat``: {field: value} for the QAT fine-tuning runs and their controls; ``variants``: row
+    names (None = all for the recipe); ``seeds``: repeats with seeds base.seed .. base.seed +
+    seeds - 1 (latency and memory are measured on the first only: they do not depend on the
+    seed); ``jobs``: runs trained at once, each in its own process
+    (:func:`kvasir_tf.compare_runs.train_runs`); ``device_logs``: {row: recorded log}.
+    """
+
+    qat: dict | None = None
+    variants: tuple | None = None
+    recipe: str = "finetune"
+    seeds: int = 1
+    retrain: bool = False
+    force_convert: bool = False
+    num_calibration: int | None = None
+    latency_runs: int = LATENCY_RUNS
+    device_logs: dict | None = None
+    jobs: int = 1
+
+
+def run_comparison(out_dir, base: TrainConfig, plan: ComparisonPlan | None = None, **options) -> dict:
     """Train/reuse, convert, measure and report; returns {"rows", "headline", "files", "repeats"}.
 
-    ``base``: the settings every run shares; ``qat``: {field: value} for the QAT fine-tuning runs
-    and their controls; ``seeds``: repeats with seeds base.seed .. base.seed + seeds - 1 (latency
-    and memory are measured on the first only: they do not depend on the seed); ``jobs``: runs
-    trained at once, each in its own process (:func:`kvasir_tf.compare_runs.train_runs`).
+    ``base``: the settings every run shares; ``plan`` (or its fields as ``options``, e.g.
+    ``variants=[...], seeds=2``): the rest, see :class:`ComparisonPlan`.
     """
+    plan = plan if plan is not None else ComparisonPlan(**options)
+    seeds = plan.seeds
     if int(seeds) < 1:
         raise KvasirError(f"--seeds {seeds}: use at least 1")
-    variants = select_variants(variants, recipe)
+    variants = select_variants(plan.variants, plan.recipe)
     out_dir = Path(out_dir)
-    opts = dict(qat=qat, recipe=recipe, retrain=retrain, force_convert=force_convert,
-                num_calibration=num_calibration, jobs=jobs)
     repeats, contexts = [], []
     for i in range(int(seeds)):
         seed = base.seed + i
         if seeds > 1:
             print(f"[compare] seed {seed} ({i + 1} of {seeds})", flush=True)
         rows, context = _one_seed(out_dir if i == 0 else out_dir / f"seed-{seed}",
-                                  dataclasses.replace(base, seed=seed), variants,
-                                  latency_runs=latency_runs if i == 0 else None, **opts)
+                                  dataclasses.replace(base, seed=seed), variants, plan,
+                                  timed=i == 0)
         if i > 0:   # each repeat's own full report, beside its runs
             report.write_reports(rows, out_dir / f"seed-{seed}", context=context)
         repeats.append(rows)
         contexts.append(context)
     rows, context = repeats[0], contexts[0]
-    merge_device_logs(rows, device_logs)
+    merge_device_logs(rows, plan.device_logs)
     if seeds > 1:
         context["seeds"] = f"{base.seed}..{base.seed + seeds - 1} (other seeds in seed-S/)"
     files = report.write_reports(rows, out_dir, context=context, repeats=repeats)
@@ -275,32 +267,33 @@ def run_comparison(out_dir, base: TrainConfig, *, qat=None, variants=None, recip
     return {"rows": rows, "headline": report.headline(rows), "files": files, "repeats": repeats}
 
 
-def _one_seed(out_dir, base: TrainConfig, variants, *, qat, recipe, retrain, force_convert,
-              num_calibration, latency_runs, jobs):
-    """(rows, context) of one seed: train/reuse, convert and measure; ``latency_runs`` None
-    skips the latency and memory measurements."""
-    configs = run_configs(out_dir, {v.train_mode for v in variants}, base, qat=qat, recipe=recipe)
+def _one_seed(out_dir, base: TrainConfig, variants, plan: ComparisonPlan, *, timed: bool):
+    """(rows, context) of one seed: train/reuse, convert and measure; ``timed`` False skips the
+    latency and memory measurements."""
+    jobs = plan.jobs
+    configs = run_configs(out_dir, {v.train_mode for v in variants}, base, qat=plan.qat,
+                          recipe=plan.recipe)
     n_tflite = sum(1 for v in variants if v.convert_mode)
-    stages = Stages([(f"train {m}", 0.0 if not retrain and rundir.reusable(Path(c.out), c)
+    stages = Stages([(f"train {m}", 0.0 if not plan.retrain and rundir.reusable(Path(c.out), c)
                       else train_cost(c) / jobs, None) for m, c in configs.items()]   # wall time: side by side
                     + [("convert", n_tflite, CONVERT_SECONDS), ("measure", len(variants), MEASURE_SECONDS)])
-    runs = train_runs(configs, retrain=retrain, stages=stages, jobs=jobs, log_dir=out_dir / "logs")
+    runs = train_runs(configs, retrain=plan.retrain, stages=stages, jobs=jobs, log_dir=out_dir / "logs")
     stages.start("convert")
-    paths = convert_variants(runs, variants, out_dir / "models", num_calibration=num_calibration,
-                             force=force_convert)
+    paths = convert_variants(runs, variants, out_dir / "models", num_calibration=plan.num_calibration,
+                             force=plan.force_convert)
     stages.finish()
     first = runs[variants[0].train_mode]
     cfg = rundir.read_config(first)
     stages.start("measure")
-    timing = {} if latency_runs else {"threads": (), "memory": False}
-    rows = measure(variants, paths, first, latency_runs=latency_runs or LATENCY_RUNS,
+    timing = {} if timed else {"threads": (), "memory": False}
+    rows = measure(variants, paths, first, latency_runs=plan.latency_runs if timed else LATENCY_RUNS,
                    mask_overlays=bool(cfg.get("mask_overlays")), **timing)
     stages.finish()
     context = {"data": cfg.get("data_dir") or "demo", "image_size": cfg.get("image_size"),
-               "width multiplier": cfg.get("alpha"), "seed": cfg.get("seed"), "recipe": recipe,
+               "width multiplier": cfg.get("alpha"), "seed": cfg.get("seed"), "recipe": plan.recipe,
                "test images": next(iter(rows.values()))["n"],
                "intervals resampled over": next(iter(rows.values()))["ci_resampled"],
-               "training budget": budget_note(configs, recipe)}
+               "training budget": budget_note(configs, plan.recipe)}
     return rows, context
 
 
@@ -357,11 +350,12 @@ def main(argv=None, prog="kvasir-compare") -> int:
         if not sep or not Path(path).is_file():
             raise KvasirError(f"--device-log {item!r}: use ROW=PATH with an existing log file")
         logs[row] = path
-    result = run_comparison(
-        args.out, base_config(given), qat=qat_overrides(args.qat_epochs, args.qat_lr),
-        variants=args.models.split(",") if args.models else None, recipe=args.recipe,
-        seeds=args.seeds, retrain=args.retrain, force_convert=args.force, num_calibration=args.num_calibration,
-        latency_runs=args.latency_runs, device_logs=logs, jobs=args.jobs)
+    result = run_comparison(args.out, base_config(given), ComparisonPlan(
+        qat=qat_overrides(args.qat_epochs, args.qat_lr),
+        variants=tuple(args.models.split(",")) if args.models else None, recipe=args.recipe,
+        seeds=args.seeds, retrain=args.retrain, force_convert=args.force,
+        num_calibration=args.num_calibration, latency_runs=args.latency_runs, device_logs=logs,
+        jobs=args.jobs))
     print(result["files"]["markdown"].read_text())
     for f in [result["files"]["markdown"], result["files"]["json"], *result["files"]["plots"]]:
         print(f"wrote {f}")

@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import contextlib
 import io
-import json
 import sys
 import tempfile
 from collections import Counter
@@ -184,42 +183,6 @@ def format_ops(ops) -> str:
     return f"{len(ops)} ops: " + ", ".join(f"{name} x{n}" for name, n in sorted(counts.items()))
 
 
-class _Outputs:
-    """The files one conversion writes, checked free before any work and written together."""
-
-    def __init__(self, tflite: Path, class_names, c_array: bool, debug_report: bool):
-        self.tflite = tflite
-        self.sidecar = artifact.sidecar_path_for(tflite)
-        self.labels = tflite.parent / artifact.LABELS_NAME
-        self.labels_text = artifact.labels_text(class_names)
-        self.c_files = (tuple(tflite.parent / f"{artifact.C_ARRAY_NAME}{s}" for s in (".h", ".cc"))
-                        if c_array else ())
-        self.debug_csv = tflite.with_name(tflite.stem + "_quant_debug.csv") if debug_report else None
-
-    def check_free(self, force: bool):
-        """Refuse to overwrite anything unless forced (an identical labels.txt is not a conflict)."""
-        paths = [self.tflite, self.sidecar, self.labels, *self.c_files]
-        for p in paths + ([self.debug_csv] if self.debug_csv else []):
-            if not p.exists() or force:
-                continue
-            if p == self.labels and p.read_text() == self.labels_text:
-                continue
-            raise KvasirError(f"{p} already exists; pass --force to overwrite it or choose another --out")
-
-    def write(self, content: bytes, info: dict, sidecar_fields: dict, notes: list) -> dict:
-        self.tflite.parent.mkdir(parents=True, exist_ok=True)
-        self.tflite.write_bytes(content)
-        self.labels.write_text(self.labels_text)
-        meta = artifact.build_sidecar(self.tflite, info, **sidecar_fields)
-        if notes:
-            meta["notes"] = notes
-        self.sidecar.write_text(json.dumps(meta, indent=2) + "\n")
-        for path, text in zip(self.c_files, artifact.c_array_sources(content, self.sidecar.name,
-                                                                     self.tflite.name)):
-            path.write_text(text)
-        return meta
-
-
 def _debug_report(model, rep_images, csv_path: Path):
     import tensorflow as tf
     with _converter(model, MODES["int8"], rep_images) as conv:
@@ -245,13 +208,54 @@ def out_path_for(src: rundir.Source, mode: str, out=None) -> Path:
     return out if out.suffix == ".tflite" else out.with_suffix(".tflite")
 
 
-def _class_names(src, num_classes, class_names, representative, data_dir, notes) -> list:
-    names = list(class_names) if class_names is not None else src.class_names
-    if names is None and representative is not None and not isinstance(representative, np.ndarray):
-        names = getattr(representative, "class_names", None)
-    if names is None and data_dir is not None:
+@dataclass(frozen=True)
+class ConversionRequest:
+    """What one conversion makes and from which data; each field is the ``kvasir-convert`` flag
+    of the same name.
+
+    ``representative``: a Split, a manifest (split.json or its run directory), or uint8 images
+    [N, H, W, 3] -- never a bare dataset folder, which would be split anew and could put test
+    images into calibration. ``manifest``: a split.json (read with ``data_dir``). One rule picks
+    the calibration images and, after ``class_names`` and the source's own, the class names:
+    ``representative``, else ``manifest``, else the run's own split (:func:`representative_source`).
+    Needed for int8 of a float model; optional for QAT (only ops without learned ranges use it).
+    ``per_tensor``: PTQ int8 with one weight scale per tensor instead of per output channel
+    (smaller file: per-channel scales/zero points cost 12 bytes per channel; less accurate).
+    """
+
+    mode: str = "int8"
+    representative: object = None
+    manifest: object = None
+    num_calibration: int | None = None
+    allow_fewer: bool = False
+    per_tensor: bool = False
+    class_names: tuple | None = None
+    data_dir: object = None
+    c_array: bool = False
+    debug_report: bool = False
+    force: bool = False
+    trust_model: bool = False
+
+
+def representative_source(request: ConversionRequest, src: rundir.Source):
+    """The calibration data: ``representative``, else ``manifest``, else the run's split, else None."""
+    if request.representative is not None:
+        return request.representative
+    if request.manifest is not None:
+        from kvasir_tf.data.split import load_manifest
+        return load_manifest(request.manifest, data_dir=request.data_dir)
+    return src.split
+
+
+def _class_names(src, num_classes, request, rep_source) -> tuple:
+    """(names, notes): given names, the source's, the calibration data's, the dataset's, or class_i."""
+    names, notes = request.class_names, []
+    names = list(names) if names is not None else src.class_names
+    if names is None and rep_source is not None and not isinstance(rep_source, np.ndarray):
+        names = getattr(rep_source, "class_names", None)
+    if names is None and request.data_dir is not None:
         from kvasir_tf.data.discovery import discover
-        names = list(discover(data_dir).class_names)
+        names = list(discover(request.data_dir).class_names)
     if names is None:
         names = [f"class_{i}" for i in range(num_classes)]
         notes.append("no class names known (no run directory or data); labels are class_0..; "
@@ -259,95 +263,103 @@ def _class_names(src, num_classes, class_names, representative, data_dir, notes)
     if len(names) != num_classes:
         raise KvasirError(f"the model has {num_classes} outputs but {len(names)} class names "
                           f"({', '.join(names[:4])}...); pass the dataset it was trained on")
-    return list(names)
+    return list(names), notes
 
 
-def _load(source, out_path, data_dir, trust_model=False) -> rundir.Source:
+def _load(source, out_path, request) -> rundir.Source:
     if hasattr(source, "predict") and hasattr(source, "inputs"):
         if out_path is None:
             raise KvasirError("out_path is required when converting an in-memory model")
         return rundir.Source(source, Path(getattr(source, "name", "model")), "keras")
-    return rundir.load_source(source, data_dir=data_dir, trust_model=trust_model)
+    return rundir.load_source(source, data_dir=request.data_dir, trust_model=request.trust_model)
 
 
-def _check_ptq_options(mode, qat, per_tensor, debug_report):
-    if per_tensor and (not mode.integer or qat):
+def _check_ptq_options(mode, qat, request):
+    if request.per_tensor and (not mode.integer or qat):
         raise KvasirError("--per-tensor applies to post-training --int8 of a float model only")
-    if debug_report and (not mode.integer or qat):
+    if request.debug_report and (not mode.integer or qat):
         raise KvasirError("--debug-report is for post-training int8 quantization of a float model; "
                           "drop it for QAT models and float/fp16/dynamic conversions")
 
 
-def _flatbuffer(model, mode, *, qat, per_tensor, rep_source, calibrate, notes):
-    """(TFLite bytes, Calibration or None): a QAT model tries its learned ranges alone first."""
+def _learned_ranges_only(model, mode):
+    """(bytes, None) for an int8 QAT model whose fake quants cover every op, else (None, why):
+    the converter says so only by failing."""
+    try:
+        return _convert(model, mode, None, qat=True), None
+    except KvasirError as exc:
+        return None, str(exc)
+
+
+def _flatbuffer(model, mode, request, *, qat, rep_source, calibrate) -> tuple:
+    """(TFLite bytes, Calibration or None, notes): a QAT model tries its learned ranges alone
+    first, and calibration data covers only the ops they miss."""
+    notes = []
     if mode.integer and qat:
-        try:
-            return _convert(model, mode, None, qat=True), None
-        except KvasirError as exc:
-            if rep_source is None:
-                raise KvasirError(f"{exc}; the QAT model has ops without learned ranges, pass "
-                                  "--manifest RUN/split.json so they can be calibrated") from None
-            notes.append("QAT ranges did not cover every op; converted again with calibration data "
-                         "for the uncovered ops (learned ranges still apply)")
+        content, why = _learned_ranges_only(model, mode)
+        if content is not None:
+            return content, None, notes
+        if rep_source is None:
+            raise KvasirError(f"{why}; the QAT model has ops without learned ranges, pass "
+                              "--manifest RUN/split.json so they can be calibrated")
+        notes.append("QAT ranges did not cover every op; converted again with calibration data "
+                     "for the uncovered ops (learned ranges still apply)")
     cal = calibrate() if mode.integer else None
     images = None if cal is None else cal.images
-    return _convert(model, mode, images, qat=qat, per_tensor=per_tensor), cal
+    content = _convert(model, mode, images, qat=qat, per_tensor=request.per_tensor)
+    return content, cal, notes + ([] if cal is None else list(cal.notes))
 
 
-def convert(source, out_path=None, mode="int8", *, representative=None, num_calibration=None,
-            allow_fewer=False, force=False, c_array=False, debug_report=False, class_names=None,
-            data_dir=None, manifest=None, per_tensor=False, trust_model=False,
-            verbose=True) -> ConversionResult:
+def convert(source, out_path=None, mode="int8", *, verbose=True, **options) -> ConversionResult:
     """Convert ``source`` (run dir, Keras file or a loaded tf.keras.Model) and verify the result.
 
-    representative: a Split, a manifest (split.json or its run directory), or uint8 images
-    [N, H, W, 3]; default: ``manifest``, else the run's own split. Never a bare dataset folder,
-    which would be split anew and could put test images into calibration. Needed for int8 of a
-    float model; optional for QAT (only ops without learned ranges use it).
-    per_tensor: PTQ int8 with one weight scale per tensor instead of per output channel
-    (smaller file: per-channel scales/zero points cost 12 bytes per channel; less accurate).
+    ``options`` are the fields of :class:`ConversionRequest` (``representative=``,
+    ``per_tensor=``, ``force=``...); an unknown one is a TypeError. Same as
+    ``convert_request(source, out_path, ConversionRequest(mode, **options))``.
     """
+    return convert_request(source, out_path, ConversionRequest(mode, **options), verbose=verbose)
+
+
+def convert_request(source, out_path, request: ConversionRequest, *, verbose=True) -> ConversionResult:
+    """:func:`convert` for a :class:`ConversionRequest` built beforehand."""
     from kvasir_tf.model_io import image_size_of
     from kvasir_tf.qat import is_qat_model
-    mode = get_mode(mode)
-    notes = []
-    src = _load(source, out_path, data_dir, trust_model)
+    mode = get_mode(request.mode)
+    src = _load(source, out_path, request)
     model = src.model
     image_size = image_size_of(model)
     num_classes = int(model.outputs[0].shape[-1])
-    if manifest is not None:
-        from kvasir_tf.data.split import load_manifest
-        manifest = load_manifest(manifest, data_dir=data_dir)
-    names = _class_names(src, num_classes, class_names,
-                         manifest if representative is None else representative, data_dir, notes)
+    rep_source = representative_source(request, src)
+    names, notes = _class_names(src, num_classes, request, rep_source)
     cfg_size = src.config.get("image_size")
     if cfg_size and int(cfg_size) != image_size:
         notes.append(f"run config says image_size {cfg_size} but the model takes {image_size}: "
                      f"calibration/evaluation images are resized to {image_size}")
 
-    out = _Outputs(out_path_for(src, mode.name, out_path), names, c_array, debug_report)
-    out.check_free(force)
+    out = artifact.ArtifactFiles(out_path_for(src, mode.name, out_path), names, request.c_array, request.debug_report)
+    out.check_free(request.force)
 
     qat = is_qat_model(model)
-    _check_ptq_options(mode, qat, per_tensor, debug_report)
-    rep_source = next((r for r in (representative, manifest, src.split) if r is not None), None)
+    _check_ptq_options(mode, qat, request)
 
     def calibrate():
         if rep_source is None:
             raise KvasirError(f"--int8 on the float model {src.path} needs calibration images from "
                               "its training split; pass --manifest RUN/split.json (or convert the run "
                               "directory itself)")
-        return calibration_images(rep_source, image_size, num_calibration, allow_fewer=allow_fewer,
-                                  notes=notes, mask_overlays=bool(src.config.get("mask_overlays")))
+        return calibration_images(rep_source, image_size, request.num_calibration,
+                                  allow_fewer=request.allow_fewer,
+                                  mask_overlays=bool(src.config.get("mask_overlays")))
 
-    content, cal = _flatbuffer(model, mode, qat=qat, per_tensor=per_tensor, rep_source=rep_source,
-                                      calibrate=calibrate, notes=notes)
+    content, cal, flat_notes = _flatbuffer(model, mode, request, qat=qat, rep_source=rep_source,
+                                           calibrate=calibrate)
+    notes += flat_notes
     info = verify(content, mode, image_size, num_classes)
     meta = out.write(content, info, dict(
         mode=mode.name, image_size=image_size, class_names=names, source=src.path,
         source_kind=src.kind, quantization="qat" if (mode.integer and qat) else mode.quantization,
         calibration=None if cal is None else cal.provenance,
-        per_tensor=per_tensor), notes)
+        per_tensor=request.per_tensor), notes)
     if out.debug_csv is not None:
         _debug_report(model, cal.images, out.debug_csv)
     result = ConversionResult(out.tflite, out.sidecar, out.labels, mode.name, meta, info["ops"], notes,
@@ -419,10 +431,10 @@ def main(argv=None, prog="kvasir-convert") -> int:
         raise KvasirError(f"--debug-report only applies to --int8, not --{mode}")
     if args.c_array and mode != "int8":
         print(f"note: --c-array with --{mode}: TFLite Micro runs int8 models best", file=sys.stderr)
-    convert(args.source, args.out, mode, num_calibration=args.num_calibration,
-            allow_fewer=args.allow_fewer, force=args.force, c_array=args.c_array,
-            debug_report=args.debug_report, data_dir=args.data_dir, manifest=args.manifest,
-            per_tensor=args.per_tensor, trust_model=args.trust_model)
+    convert_request(args.source, args.out, ConversionRequest(
+        mode, num_calibration=args.num_calibration, allow_fewer=args.allow_fewer, force=args.force,
+        c_array=args.c_array, debug_report=args.debug_report, data_dir=args.data_dir,
+        manifest=args.manifest, per_tensor=args.per_tensor, trust_model=args.trust_model))
     return 0
 
 

@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 
 import kvasir_tf
+from kvasir_tf import rows
 from kvasir_tf.errors import cli
 
 # Sized for the 10-minute goal on 2 CPU cores: seven runs (five modes and the two equal-budget
@@ -25,13 +26,13 @@ DEMO_EPOCHS = 15
 # QAT runs fine-tune a trained float/SGT model: fewer epochs, a smaller step.
 DEMO_QAT = {"epochs": 6, "lr": 1e-3}
 # Every row but the float16, dynamic-range and SGT float32 files: each conversion costs ~12 s here.
-DEMO_SKIPPED = ("float-fp16", "float-dynamic", "sgt")
+DEMO_SKIPPED = tuple(r.name for r in (rows.FLOAT_FP16, rows.FLOAT_DYNAMIC, rows.SGT))
 # Runs trained at once (each a process using about one core at these sizes).
 DEMO_JOBS = min(2, os.cpu_count() or 1)
 # Saliency summary: test images per class (8 classes, every model, two methods).
 DEMO_SALIENCY_LIMIT = 2
 # --quick: the paper's model only (SGT, then SGT-PACT-QAT fine-tuning).
-QUICK_MODELS = ("sgt-keras", "sgt-pact-qat-keras", "sgt-pact-qat-int8")
+QUICK_MODELS = tuple(r.name for r in (rows.SGT_KERAS, rows.SGT_PACT_QAT_KERAS, rows.SGT_PACT_QAT_INT8))
 
 
 def demo_models() -> list:

@@ -136,6 +136,9 @@ def build_mobilenetv2(image_size=224, num_classes=8, *, alpha=1.0, weights=None,
                       seed=None, last_conv_channels=None, early_expansion=None) -> tf.keras.Model:
     """MobileNetV2 classifier on raw pixels [B, S, S, 3] -> softmax probabilities [B, num_classes].
 
+    Keyword-only architecture options with defaults, as ``tf.keras.applications.MobileNetV2``
+    takes them (the TrainConfig fields map onto them one to one).
+
     weights: None (random init), "imagenet" (downloads Keras' no-top file) or the path of a
     MobileNetV2 ``include_top=False`` weights file with the same ``alpha`` (offline use).
     activation="pact" replaces every ReLU6 with a PACT layer of the same name, so a ReLU6

@@ -9,10 +9,11 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
+from kvasir_tf import rows as R
 from kvasir_tf import stats
 
 # The paper's Table I: our quantized model against the float SGT model it starts from.
-TABLE1_ROWS = ("sgt-keras", "sgt-pact-qat-int8")
+TABLE1_ROWS = (R.SGT_KERAS.name, R.SGT_PACT_QAT_INT8.name)
 # The paper's Table I as printed (Lavaei et al. 2025, Kvasir v2, 8 classes), as fractions.
 PAPER_DATASET = "Kvasir v2, 8 classes"
 PAPER_TABLE1 = (
@@ -31,19 +32,17 @@ PAPER_NOTE = (
     "sensitivity and specificity are equal by construction: each class's sensitivity is the other's "
     "specificity.)")
 
-# Pairs of rows tested on the same images: (a, b, why). Reported as b - a.
+# Pairs of rows tested on the same images. Reported as b - a.
 PAIRS = (
-    ("sgt-keras", "sgt-pact-qat-int8", "Table I: ours vs the SGT model"),
-    ("sgt-ft-keras", "sgt-pact-qat-int8", "Table I at equal training budget"),
-    ("float-keras", "sgt-keras", "saliency-guided vs plain training"),
-    ("qat-keras", "qat-int8", "int8 vs its Keras model"),
-    ("pact-qat-keras", "pact-qat-int8", "int8 vs its Keras model"),
-    ("sgt-pact-qat-keras", "sgt-pact-qat-int8", "int8 vs its Keras model"),
-    ("float-keras", "ptq-int8", "PTQ vs the float model"),
-    ("ptq-int8", "qat-int8", "PTQ vs QAT"),
-    ("ptq-int8", "pact-qat-int8", "PTQ vs PACT-QAT"),
-    ("float-ft-keras", "qat-int8", "QAT vs equal-budget float"),
-    ("float-ft-keras", "pact-qat-int8", "PACT-QAT vs equal-budget float"),
+    R.Pair(R.SGT_KERAS, R.SGT_PACT_QAT_INT8, "Table I: ours vs the SGT model"),
+    R.Pair(R.SGT_FT_KERAS, R.SGT_PACT_QAT_INT8, "Table I at equal training budget"),
+    R.Pair(R.FLOAT_KERAS, R.SGT_KERAS, "saliency-guided vs plain training"),
+    *(R.Pair(keras, int8, "int8 vs its Keras model") for keras, int8 in R.QAT_PAIRS),
+    R.Pair(R.FLOAT_KERAS, R.PTQ_INT8, "PTQ vs the float model"),
+    R.Pair(R.PTQ_INT8, R.QAT_INT8, "PTQ vs QAT"),
+    R.Pair(R.PTQ_INT8, R.PACT_QAT_INT8, "PTQ vs PACT-QAT"),
+    R.Pair(R.FLOAT_FT_KERAS, R.QAT_INT8, "QAT vs equal-budget float"),
+    R.Pair(R.FLOAT_FT_KERAS, R.PACT_QAT_INT8, "PACT-QAT vs equal-budget float"),
 )
 
 # Per-image lists stay out of comparison.json (hundreds of numbers per row).
@@ -115,7 +114,10 @@ def table1(rows: dict) -> str:
 def paired_tests(rows: dict) -> list:
     """McNemar's exact test for every pair in PAIRS whose two rows were measured on one test set."""
     out = []
-    for a, b, why in PAIRS:
+    for unknown in set(rows) - set(R.BY_NAME):
+        R.get(unknown)   # an error: every row must be one of the registry's
+    for p in PAIRS:
+        a, b, why = p.a.name, p.b.name, p.why
         ra, rb = rows.get(a), rows.get(b)
         if not (ra and rb and "labels" in ra and "predictions" in ra and "predictions" in rb):
             continue
@@ -164,20 +166,20 @@ def seed_table(summary: dict) -> str:
 def headline(rows: dict) -> dict:
     """The figures the project promises, computed from the table."""
     out = {}
-    f, i8 = rows.get("float"), rows.get("ptq-int8")
+    f, i8 = rows.get(R.FLOAT.name), rows.get(R.PTQ_INT8.name)
     if f and i8:
         out["int8_size_ratio"] = i8["size_kb"] / f["size_kb"]
         if f.get("latency_1t_ms") and i8.get("latency_1t_ms"):
             out["int8_latency_ratio_1t"] = i8["latency_1t_ms"] / f["latency_1t_ms"]
-    pt = rows.get("ptq-int8-per-tensor")
+    pt = rows.get(R.PTQ_INT8_PER_TENSOR.name)
     if f and pt:
         out["int8_per_tensor_size_ratio"] = pt["size_kb"] / f["size_kb"]
-    for q in ("qat", "pact-qat", "sgt-pact-qat"):
-        k, t = rows.get(f"{q}-keras"), rows.get(f"{q}-int8")
+    for keras, int8 in R.QAT_PAIRS:
+        k, t, q = rows.get(keras.name), rows.get(int8.name), keras.train_mode
         if k and t:
             out[f"{q}_int8_minus_keras_points"] = 100.0 * (t["accuracy"] - k["accuracy"])
             out[f"{q}_int8_agreement_with_keras"] = t.get("agreement_source")
-    fk = rows.get("float-keras")
+    fk = rows.get(R.FLOAT_KERAS.name)
     if fk and i8:
         out["ptq_drop_points"] = 100.0 * (fk["accuracy"] - i8["accuracy"])
     if fk and pt:

@@ -17,6 +17,7 @@ def score(predict, split, subset="test", *, image_size: int, class_names=None, n
     """Metrics of ``predict`` (uint8 pixels [N,S,S,3], batch size -> probabilities) on a subset.
 
     ``mask_overlays`` must be the run's own setting, so images are preprocessed as in training.
+    Keyword-only options with defaults: training and evaluate each pass what they know.
     """
     from kvasir_tf.data.pipeline import load_images
     from kvasir_tf.metrics import classification_report

@@ -152,6 +152,9 @@ def _compile(config: TrainConfig, num_classes: int):
     # The step's logs are metric results, already synchronised over replicas; Keras' default
     # ("auto" = "sum" off TPU) would add them up: val_loss x2 on two workers or GPUs.
     sgm.distribute_reduction_method = "first"
+    # The saliency L1 term differentiates S = dCE/dX again, through every fake quant of a QAT
+    # model: its steps use the twice-differentiable fake-quant gradient (kvasir_tf.qat.quantizers).
+    qat.twice_differentiable_steps(sgm)
     sgm(tf.zeros([1, config.image_size, config.image_size, 3]))  # build before restore
     opt.build(sgm.trainable_variables)  # slots exist now, so a restore fills them
     return sgm, opt, alphas
@@ -290,9 +293,9 @@ def train(config: TrainConfig, *, callbacks=()) -> Path:
             print(f"training {config.mode} on {split.root}: {num_classes} classes, "
                   f"{len(split.train)}/{len(split.val)}/{len(split.test)} train/val/test images, "
                   f"{config.image_size}px, alpha {config.alpha}, {config.epochs} epochs -> {run_dir}")
+            state = FitState(out_dir, split, cache_dir, sgm, alphas, generators, ckpt, manager, start)
             try:
-                _fit(config, out_dir, split, sgm, alphas, generators, ckpt, manager, start,
-                     cache_dir, list(callbacks))
+                _fit(config, state, list(callbacks))
             except (TrainingStopped, TrainingInterrupted) as exc:
                 if scratch is None:
                     raise
@@ -306,20 +309,54 @@ def train(config: TrainConfig, *, callbacks=()) -> Path:
     return run_dir
 
 
-def _fit(config, run_dir, split, sgm, alphas, generators, ckpt, manager, start, cache_dir, extra):
-    guard = cb.Guard(alphas)
-    strategy = sgm.distribute_strategy
-    multiworker = isinstance(strategy, tf.distribute.MultiWorkerMirroredStrategy)
+@dataclasses.dataclass(frozen=True)
+class FitState:
+    """What one run's fit loop works on, as :func:`train` set it up."""
+
+    run_dir: Path                 # where files go (a non-chief worker's scratch copy)
+    split: object                 # kvasir_tf.data.split.Split
+    cache_dir: str                # the decoded-image cache
+    sgm: SaliencyGuidedModel
+    alphas: list                  # PACT alphas (tf.Variable), empty without PACT
+    generators: list              # the model's tf.random.Generators, re-seeded each epoch
+    ckpt: tf.train.Checkpoint
+    manager: tf.train.CheckpointManager
+    start: int                    # epochs already completed (resume)
+
+
+def _callbacks(config, state: FitState, guard, interrupt, extra) -> list:
+    """The run's Keras callbacks, in the order they must run (Keras calls them in list order):
+
+    1. ``StopTogether`` (multi-worker only): agrees on a Ctrl-C before anything acts on it;
+    2. ``Guard``: sets ``guard.reason`` (NaN, collapsed alpha) at the epoch's end ...
+    3. ``EpochRNG``: re-seeds the model's generators at the epoch's start;
+    4. ``EpochCheckpoint``: ... which it reads, so a bad epoch is never checkpointed; it also
+       reads ``interrupt``;
+    5. the loggers (history CSV, TensorBoard, alphas), then the caller's ``extra`` callbacks;
+    6. ``OneEpoch`` last: it ends each fit() after one epoch (a fresh dataset per epoch).
+    """
+    strategy = state.sgm.distribute_strategy
+    together = ([cb.StopTogether(interrupt, lambda flag: distribute.any_worker(strategy, flag))]
+                if interrupt.synced else [])
+    run_dir = Path(state.run_dir)
+    return [*together, guard, cb.EpochRNG(state.generators, config.seed),
+            cb.EpochCheckpoint(run_dir, state.ckpt, state.manager, guard, interrupt, config.monitor,
+                               state.sgm.model),
+            tf.keras.callbacks.CSVLogger(str(run_dir / rundir.HISTORY), append=True),
+            tf.keras.callbacks.TensorBoard(str(run_dir / rundir.TENSORBOARD), write_graph=False,
+                                           profile_batch=0),
+            *([cb.AlphaLog(run_dir, state.sgm.model, state.start)] if state.alphas else []),
+            *extra, cb.OneEpoch()]
+
+
+def _fit(config, state: FitState, extra):
+    run_dir, split, sgm, cache_dir, start = (state.run_dir, state.split, state.sgm, state.cache_dir,
+                                             state.start)
+    guard = cb.Guard(state.alphas)
+    multiworker = isinstance(sgm.distribute_strategy, tf.distribute.MultiWorkerMirroredStrategy)
     interrupt = cb.Interrupt(synced=multiworker)
     interrupt.model = sgm
-    together = [cb.StopTogether(interrupt, lambda flag: distribute.any_worker(strategy, flag))]
-    cbs = [*(together if multiworker else []), guard, cb.EpochRNG(generators, config.seed),
-           cb.EpochCheckpoint(run_dir, ckpt, manager, guard, interrupt, config.monitor, sgm.model),
-           tf.keras.callbacks.CSVLogger(str(Path(run_dir) / rundir.HISTORY), append=True),
-           tf.keras.callbacks.TensorBoard(str(Path(run_dir) / rundir.TENSORBOARD), write_graph=False,
-                                          profile_batch=0),
-           *([cb.AlphaLog(run_dir, sgm.model, start)] if alphas else []),
-           *extra, cb.OneEpoch()]
+    cbs = _callbacks(config, state, guard, interrupt, extra)
     # Decode once into the .npy cache, so every epoch (and a resumed process) reads the same
     # memory-mapped array in the same order.
     for subset in ("train", "val"):
@@ -340,7 +377,7 @@ def _fit(config, run_dir, split, sgm, alphas, generators, ckpt, manager, start, 
                     initial_epoch=epoch, epochs=config.epochs, callbacks=cbs, verbose=config.progress)
             if guard.reason or interrupt.requested:
                 break
-    done = int(ckpt.epoch.numpy())
+    done = int(state.ckpt.epoch.numpy())
     last = rundir.checkpoint_path(run_dir, rundir.LAST)
     if guard.reason:
         kept = (f"the last good checkpoint (epoch {done}) is kept in {last}" if done

@@ -409,3 +409,26 @@ def test_serving_saved_model_converts_like_tensorflows_keras_path():
     assert _tensor_table(ours) == _tensor_table(ref)
     for img in x.astype(np.uint8):
         np.testing.assert_array_equal(runtime.run_once(ours, img), runtime.run_once(ref, img))
+
+
+def test_one_precedence_rule_picks_the_calibration_data(tmp_path):
+    """representative, else manifest, else the run's own split -- for calibration and class names."""
+    from pathlib import Path
+    from kvasir_tf import rundir
+    from kvasir_tf.data.split import load_manifest
+    run = F.run_dir()
+    src = rundir.Source(None, Path("m.keras"), "keras", split="the run's split")
+    R = C.ConversionRequest
+    images = np.zeros((2, 8, 8, 3), np.uint8)
+    assert C.representative_source(R(representative=images, manifest=run), src) is images
+    from_manifest = C.representative_source(R(manifest=run), src)
+    assert from_manifest.train == load_manifest(run).train and from_manifest.train
+    assert C.representative_source(R(), src) == "the run's split"
+    bare = rundir.Source(None, Path("m.keras"), "keras")
+    assert C.representative_source(R(), bare) is None
+    names, notes = C._class_names(bare, len(F.CLASSES), R(), from_manifest)
+    assert names == list(load_manifest(run).class_names) and notes == []
+    names, notes = C._class_names(bare, 3, R(), images)
+    assert names == ["class_0", "class_1", "class_2"] and "no class names known" in notes[0]
+    with pytest.raises(TypeError, match="notes"):
+        C.convert(run, tmp_path / "x.tflite", "float", notes=[])

@@ -101,6 +101,29 @@ def test_vanilla_saliency_of_the_quadrant_model_is_zero_elsewhere():
     assert (maps[:, : SIZE // 2, : SIZE // 2] > 0).mean() > 0.9
 
 
+@pytest.mark.parametrize("method", ["saliency", "gradcam++"])
+def test_visualizer_is_built_once_per_model_and_the_score_passed_per_batch(method, monkeypatch):
+    """Three batches, one tf-keras-vis visualizer; each batch's maps equal a fresh explainer's."""
+    import tf_keras_vis
+    built = []
+    real_init = tf_keras_vis.ModelVisualization.__init__
+
+    def counting_init(self, *args, **kwargs):
+        built.append(type(self).__name__)
+        real_init(self, *args, **kwargs)
+
+    monkeypatch.setattr(tf_keras_vis.ModelVisualization, "__init__", counting_init)
+    model, images = quadrant_model(), quadrant_images(6)
+    explain = gradients.EXPLAINERS[method](model, batch_size=2)
+    targets = np.array([0, 1, 0, 1, 1, 0])
+    maps = explain(images, targets=targets)
+    assert len(built) == 1
+    for i in (0, 4):
+        alone = gradients.EXPLAINERS[method](model, batch_size=2)(images[i:i + 2], targets=targets[i:i + 2])
+        np.testing.assert_allclose(maps[i:i + 2], alone, atol=1e-6)
+    assert len(built) == 3 and maps.max() > 0
+
+
 @pytest.fixture(scope="module")
 def qat_model():
     """A 64 px PACT-QAT MobileNetV2 whose batch-norm statistics come from one batch (an untrained

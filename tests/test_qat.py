@@ -248,9 +248,9 @@ FAKE_QUANTS = {  # name -> (ours, TensorFlow's op with the same arguments)
 }
 
 
-def _double_backprop(fq, x, w):
+def _double_backprop(fq, x, w, twice=False):
     """(output, dL/dx, d sum|dL/dx| / dw) for L = sum(sin(fq(x * w)) * c)."""
-    with tf.GradientTape() as outer:
+    with (qz.twice_differentiable() if twice else _nullcontext()), tf.GradientTape() as outer:
         with tf.GradientTape() as inner:
             inner.watch(x)
             h = fq(x * w)
@@ -264,8 +264,10 @@ def _double_backprop(fq, x, w):
 def test_fake_quant_forward_and_gradient_are_tensorflows_and_a_second_derivative_exists(name):
     ours, stock = FAKE_QUANTS[name]
     x, w = _boundary_inputs(), tf.Variable(np.float32([1.0, 0.9, 1.1, 1.3]))
-    y, g, gg = _double_backprop(ours, x, w)
+    y, g, gg = _double_backprop(ours, x, w, twice=True)
     y_tf, g_tf, gg_tf = _double_backprop(stock, x, w)
+    y_off, g_off, gg_off = _double_backprop(ours, x, w)     # outside the block: TensorFlow's own
+    np.testing.assert_array_equal(gg_off, gg_tf)
     np.testing.assert_array_equal(y, y_tf)              # forward: TensorFlow's op, bit for bit
     np.testing.assert_array_equal(g, g_tf)              # first derivative: TensorFlow's STE
     # Second derivative: that of the same STE written with plain ops (forward held constant,
@@ -291,7 +293,7 @@ def test_fake_quant_range_gradients_equal_tensorflows():
         grads = []
         for differentiable in (True, False):
             with tf.GradientTape() as tape:
-                ctx = qz.stock_gradients() if not differentiable else _nullcontext()
+                ctx = qz.stock_gradients() if not differentiable else qz.twice_differentiable()
                 with ctx:
                     y = qz.fake_quant_vars(x, a, b, per_channel=per_channel)
                 loss = tf.reduce_sum(y * tf.range(1.0, 5.0))
@@ -306,21 +308,96 @@ def _nullcontext():
     return contextlib.nullcontext()
 
 
-def test_tfmot_fake_quants_are_routed_through_ours():
+def _op_types(model):
+    graph = tf.function(lambda x: model(x, training=True)).get_concrete_function(
+        tf.TensorSpec([1, 8, 8, 3])).graph
+    return [op.type for op in graph.get_operations()]
+
+
+def test_tfmot_fake_quants_are_routed_through_ours_only_inside_the_block():
     """The two TF-MOT functions every quantizer reaches; a TF-MOT change fails here first."""
     import inspect
     from tensorflow_model_optimization.python.core.quantization.keras import quant_ops
-    assert quant_ops._FakeQuantWithMinMaxVars is qz._tfmot_fake_quant
-    assert quant_ops.FixedQuantize is qz._tfmot_fixed_quantize
-    for name, stock in qz._STOCK.items():
-        assert inspect.signature(stock) == inspect.signature(getattr(quant_ops, name)), name
-    # and a QAT model's quantizers use them: its input gradient passes our custom gradient
     model = q.apply_qat(tiny_model(), "pact")
-    graph = tf.function(lambda x: model(x, training=True)).get_concrete_function(
-        tf.TensorSpec([1, 8, 8, 3])).graph
-    types = [op.type for op in graph.get_operations()]
-    assert types.count("IdentityN") >= 3      # input, conv kernel (per channel), PACT output
-    assert "FakeQuantWithMinMaxArgs" in types and "FakeQuantWithMinMaxVarsPerChannel" in types
+    with qz.twice_differentiable():
+        assert quant_ops._FakeQuantWithMinMaxVars is qz._tfmot_fake_quant
+        assert quant_ops.FixedQuantize is qz._tfmot_fixed_quantize
+        for name, stock in qz._STOCK.items():
+            assert inspect.signature(stock) == inspect.signature(getattr(quant_ops, name)), name
+        # a QAT model's quantizers use them: its input gradient passes our custom gradient
+        types = _op_types(model)
+    outside = _op_types(model)
+    # input, conv kernel (per channel), PACT output: 3 custom gradients more than outside
+    # (where only PACT's own STE has one), with TensorFlow's ops in both
+    assert types.count("IdentityN") - outside.count("IdentityN") >= 3
+    for t in (types, outside):
+        assert "FakeQuantWithMinMaxArgs" in t and "FakeQuantWithMinMaxVarsPerChannel" in t
+
+
+def test_plain_tfmot_model_keeps_tensorflows_gradient():
+    """A model quantized by TF-MOT alone, after the seam is installed (by a block that ended,
+    and by another model's wrapped steps), has TensorFlow's FakeQuant gradient: a second
+    derivative through it drops every path (as TensorFlow's does), not ours."""
+    import tensorflow_model_optimization as tfmot
+    with qz.twice_differentiable():
+        pass
+    qz.twice_differentiable_steps(tf.keras.Sequential([tf.keras.layers.Dense(2)]))
+    inp = tf.keras.Input((6,))
+    plain = tfmot.quantization.keras.quantize_model(
+        tf.keras.Model(inp, tf.keras.layers.Dense(3)(tf.keras.layers.Dense(4, activation="relu")(inp))))
+    x = tf.constant(np.random.default_rng(0).normal(size=(5, 6)).astype("float32"))
+    plain(x, training=True)  # learned activation ranges
+
+    def l1_weight_gradient():
+        with tf.GradientTape() as outer:
+            with tf.GradientTape() as inner:
+                inner.watch(x)
+                loss = tf.reduce_sum(tf.sin(plain(x, training=False)) * tf.range(1.0, 4.0))
+            l1 = tf.reduce_sum(tf.abs(inner.gradient(loss, x)))
+        kernel = next(v for v in plain.trainable_variables if "kernel" in v.name)
+        g = outer.gradient(l1, kernel)
+        return np.zeros(kernel.shape) if g is None else g.numpy()
+
+    default = l1_weight_gradient()
+    with qz.stock_gradients():
+        stock = l1_weight_gradient()
+    with qz.twice_differentiable():
+        ours = l1_weight_gradient()
+    np.testing.assert_array_equal(default, stock)
+    assert np.abs(ours).max() > 1e-4 and np.abs(ours - stock).max() > 1e-4
+    graph = tf.function(lambda t: plain(t, training=True)).get_concrete_function(
+        tf.TensorSpec([1, 6])).graph
+    assert "IdentityN" not in [op.type for op in graph.get_operations()]
+
+
+def test_twice_differentiable_is_per_thread():
+    """The choice is a context variable: a block in one thread does not change another's."""
+    import threading
+    seen = {}
+    inside, checked = threading.Event(), threading.Event()
+
+    def other():
+        inside.wait(10)
+        seen["other"] = qz.is_twice_differentiable()
+        checked.set()
+
+    t = threading.Thread(target=other)
+    t.start()
+    with qz.twice_differentiable():
+        seen["here"] = qz.is_twice_differentiable()
+        inside.set()
+        checked.wait(10)
+    t.join()
+    assert seen == {"here": True, "other": False} and not qz.is_twice_differentiable()
+
+
+def test_wrapped_steps_are_twice_differentiable():
+    model = tf.keras.Sequential([tf.keras.layers.Dense(2)])
+    model.train_step = lambda data: qz.is_twice_differentiable()
+    qz.twice_differentiable_steps(model)
+    qz.twice_differentiable_steps(model)   # idempotent: wrapped once
+    assert model.train_step(None) is True and not qz.is_twice_differentiable()
+    assert model.train_step.__wrapped__(None) is False
 
 
 def test_converted_int8_model_is_unchanged_by_the_gradient(tmp_path, shared_data):
@@ -336,7 +413,7 @@ def test_converted_int8_model_is_unchanged_by_the_gradient(tmp_path, shared_data
     images = load_images(sorted((shared_data / "kvasir-seg" / "images").glob("*.jpg"))[:16], 32)
     results = {}
     for name in ("stock", "ours"):
-        ctx = qz.stock_gradients() if name == "stock" else _nullcontext()
+        ctx = qz.stock_gradients() if name == "stock" else qz.twice_differentiable()
         with ctx:
             res = convert(qat, tmp_path / f"{name}.tflite", "int8", class_names=["a", "b"],
                           verbose=False)
@@ -349,3 +426,44 @@ def test_converted_int8_model_is_unchanged_by_the_gradient(tmp_path, shared_data
     assert results["ours"][1] == results["stock"][1]
     np.testing.assert_array_equal(results["ours"][2], results["stock"][2])
     assert np.ptp(results["ours"][2]) > 0 and len(results["ours"][1]) > 10
+
+
+def test_wrapped_steps_reach_mirrored_replica_threads():
+    """MirroredStrategy traces the step in a replica thread, which does not inherit a context
+    variable set around fit(): the wrapped step carries the choice there."""
+    seen = []
+
+    class Probe(tf.keras.Model):
+        def __init__(self):
+            super().__init__()
+            self.dense = tf.keras.layers.Dense(1)
+
+        def call(self, x):
+            return self.dense(x)
+
+        def train_step(self, data):
+            seen.append(qz.is_twice_differentiable())
+            return {}
+
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        model = Probe()
+        model.compile(optimizer="sgd")
+    qz.twice_differentiable_steps(model)
+    model.fit(np.zeros((4, 2), "float32"), np.zeros((4, 1), "float32"), epochs=1, verbose=0)
+    assert seen and all(seen)
+
+
+def test_preprocess_config_refuses_a_wrong_activation_count():
+    """As TF-MOT's own configs: a wrong count is a ValueError naming the layer, not an IndexError
+    or a silently dropped quantizer."""
+    from kvasir_tf.model import Preprocess
+    from kvasir_tf.qat.configs import PACTQuantizeConfig, PreprocessQuantizeConfig
+    layer = Preprocess(name="pixels")
+    with pytest.raises(ValueError, match="pixels with 0 activation parameters, but layer expects 1"):
+        PreprocessQuantizeConfig().set_quantize_activations(layer, [])
+    with pytest.raises(ValueError, match="pixels with 2 activation"):
+        PreprocessQuantizeConfig().set_quantize_activations(layer, [tf.identity, tf.identity])
+    with pytest.raises(ValueError, match="with 1 weight parameters, but layer expects 0"):
+        PACTQuantizeConfig().set_quantize_weights(layer, [tf.zeros(1)])
+    PreprocessQuantizeConfig().set_quantize_activations(layer, [tf.identity])
+    assert layer.scale_activation is tf.identity

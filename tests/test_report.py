@@ -5,7 +5,8 @@ import json
 import numpy as np
 import pytest
 
-from kvasir_tf import report, stats
+from kvasir_tf import report, rows as R, stats
+from kvasir_tf.errors import KvasirError
 
 N = 60
 RNG = np.random.default_rng(0)
@@ -90,6 +91,10 @@ def test_paired_tests_are_mcnemar_on_the_rows_present():
     same = next(t for t in tests if t["b"] == "qat-int8" and t["a"] == "qat-keras")
     assert (same["a_only"], same["b_only"], same["p_value"]) == (0, 0, 1.0)   # identical predictions
     table = report.paired_table(tests)
+    # a row the registry does not know is an error, not a silently skipped pair
+    rows["sgt-pact-qat-int8-typo"] = rows.pop("sgt-pact-qat-int8")
+    with pytest.raises(KvasirError, match="unknown comparison row 'sgt-pact-qat-int8-typo'"):
+        report.paired_tests(rows)
     assert f"| {same['a_label']} | TF-MOT QAT int8 | int8 vs its Keras model | " in table
 
 
@@ -164,3 +169,22 @@ def test_plots_written_as_png(tmp_path):
     assert [p.name for p in files["plots"]] == ["accuracy_vs_size.png", "accuracy_vs_latency.png"]
     for p in files["plots"]:
         assert p.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_one_registry_of_rows_and_pairs_name_only_its_rows():
+    """Every row is defined once in kvasir_tf.rows; pairs are built from its objects, an unknown
+    name is an error, and the comparison, report, saliency study and demo all use it."""
+    from kvasir_tf import compare, demo
+    from kvasir_tf.explain import study
+    assert R.get("sgt-pact-qat-int8") is R.SGT_PACT_QAT_INT8
+    assert R.SGT_PACT_QAT_INT8.artifact == "tflite" and R.SGT_KERAS.artifact == "keras"
+    assert R.keras_row_of("pact-qat") is R.PACT_QAT_KERAS and R.keras_row_of("nope") is None
+    with pytest.raises(KvasirError, match="unknown comparison row 'float-kears'"):
+        R.get("float-kears")
+    with pytest.raises(KvasirError, match="unknown comparison row 'qat-int4'"):
+        R.pair("qat-keras", "qat-int4", "typo")
+    assert R.pair("qat-keras", "qat-int8", "x") == R.Pair(R.QAT_KERAS, R.QAT_INT8, "x")
+    assert compare.VARIANTS is R.ROWS and len({r.name for r in R.ROWS}) == len(R.ROWS) == 16
+    for p in (*report.PAIRS, *study.PAIRS):
+        assert R.BY_NAME[p.a.name] is p.a and R.BY_NAME[p.b.name] is p.b
+    assert set(demo.QUICK_MODELS) | set(demo.DEMO_SKIPPED) <= set(R.BY_NAME)

@@ -285,7 +285,7 @@ def test_lambda2_trains_a_pact_qat_model_through_its_fake_quants():
     ops every path through them is dropped (a different, wrong gradient); ours keep them,
     and lambda2 then moves the weights by exactly -lr * lambda2 * that gradient."""
     from kvasir_tf.qat import apply_qat
-    from kvasir_tf.qat.quantizers import stock_gradients
+    from kvasir_tf.qat.quantizers import stock_gradients, twice_differentiable
     x, y = colour_data(8, size=16, seed=13)
     weights = apply_qat(tiny_pact_cnn(), "pact").get_weights()
 
@@ -294,7 +294,8 @@ def test_lambda2_trains_a_pact_qat_model_through_its_fake_quants():
         model.set_weights(weights)
         return model
 
-    ours = _l1_weight_gradient(fresh(), x, y)
+    with twice_differentiable():
+        ours = _l1_weight_gradient(fresh(), x, y)
     with stock_gradients():
         stock = _l1_weight_gradient(fresh(), x, y)
     kernels = [i for i, g in enumerate(ours) if g.ndim >= 2]
@@ -306,8 +307,9 @@ def test_lambda2_trains_a_pact_qat_model_through_its_fake_quants():
     lr, lam2, after = 1e-3, 1e5, []
     for lam in (0.0, lam2):
         model = fresh()
-        wrap(model, tf.keras.optimizers.SGD(lr), lambda1=0.0, lambda2=lam,
-             mask_fraction=0.0).train_on_batch(x, y)
+        with twice_differentiable():
+            wrap(model, tf.keras.optimizers.SGD(lr), lambda1=0.0, lambda2=lam,
+                 mask_fraction=0.0).train_on_batch(x, y)
         after.append(model.get_weights())
     model = fresh()
     position = {id(w): i for i, w in enumerate(model.weights)}

@@ -188,6 +188,8 @@ def make_dataset(split, subset, image_size, batch_size, *, training=None, augmen
     ``training`` (default: ``subset == "train"``) turns on per-epoch reshuffling and,
     with ``augment``, the random augmentation; val/test are fixed and unaugmented.
     The decode happens here, once; files that fail are dropped with a logged count.
+    Every option past the fourth is keyword-only with a default: the parameters mirror
+    tf.data's own knobs, and each caller sets one or two of them.
     """
     if training is None:
         training = subset == "train"

@@ -13,6 +13,8 @@ RGB by the maximum as in Simonyan et al. All maps are normalised
 """
 from __future__ import annotations
 
+from functools import cached_property
+
 import numpy as np
 import tensorflow as tf
 
@@ -44,7 +46,11 @@ def predict_classes(model, images, batch_size=DEFAULT_BATCH) -> np.ndarray:
 
 
 class KerasExplainer:
-    """A callable ``(images [N,S,S,3], targets=None) -> maps [N,S,S]``; targets default to the prediction."""
+    """A callable ``(images [N,S,S,3], targets=None) -> maps [N,S,S]``; targets default to the prediction.
+
+    One per model: a tf-keras-vis visualizer is built once (``_vis``), and each batch passes its
+    own score (the targets) at call time, as tf-keras-vis intends.
+    """
 
     name = "abstract"
 
@@ -76,12 +82,16 @@ class VanillaSaliency(KerasExplainer):
 
     name = "saliency"
 
-    def _explain(self, x, targets):
+    @cached_property
+    def _vis(self):
         from tf_keras_vis.saliency import Saliency
-        return Saliency(self.model, clone=False)(centred_logit_score(targets), x, normalize_map=False)
+        return Saliency(self.model, clone=False)
+
+    def _explain(self, x, targets):
+        return self._vis(centred_logit_score(targets), x, normalize_map=False)
 
 
-class SmoothGrad(KerasExplainer):
+class SmoothGrad(VanillaSaliency):
     """Vanilla saliency averaged over noisy copies (tf-keras-vis ``smooth_samples``)."""
 
     name = "smoothgrad"
@@ -91,12 +101,11 @@ class SmoothGrad(KerasExplainer):
         self.samples, self.noise = int(samples), float(noise)
 
     def _explain(self, x, targets):
-        from tf_keras_vis.saliency import Saliency
         state = np.random.get_state()   # tf-keras-vis draws its noise from NumPy's global generator
         np.random.seed(self.seed)
         try:
-            return Saliency(self.model, clone=False)(centred_logit_score(targets), x, normalize_map=False,
-                                                     smooth_samples=self.samples, smooth_noise=self.noise)
+            return self._vis(centred_logit_score(targets), x, normalize_map=False,
+                             smooth_samples=self.samples, smooth_noise=self.noise)
         finally:
             np.random.set_state(state)
 
@@ -119,13 +128,19 @@ class GradCAMPlusPlus(KerasExplainer):
 
     name = "gradcam++"
 
-    def _explain(self, x, targets):
+    @cached_property
+    def _vis(self):
         from tf_keras_vis.gradcam_plus_plus import GradcamPlusPlus
-        layer = last_feature_layer(self.model)
-        cam = GradcamPlusPlus(self.model, clone=False)(
-            centred_logit_score(targets), x, penultimate_layer=layer, seek_penultimate_conv_layer=False,
-            normalize_cam=False)
-        return cam
+        return GradcamPlusPlus(self.model, clone=False)
+
+    @cached_property
+    def _layer(self):
+        return last_feature_layer(self.model)
+
+    def _explain(self, x, targets):
+        # tf-keras-vis extracts the penultimate layer's output per call (its own design)
+        return self._vis(centred_logit_score(targets), x, penultimate_layer=self._layer,
+                         seek_penultimate_conv_layer=False, normalize_cam=False)
 
 
 class IntegratedGradients(KerasExplainer):

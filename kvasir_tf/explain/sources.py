@@ -17,9 +17,10 @@ import numpy as np
 from kvasir_tf import rundir
 from kvasir_tf.data.imageio import read_rgb
 from kvasir_tf.errors import KvasirError
+from kvasir_tf.rows import KERAS_SUFFIX
 
 RUNS_DIRNAME, MODELS_DIRNAME = "runs", "models"   # kvasir_tf.compare's output layout
-KERAS_SUFFIX = "-keras"
+RUN_KERAS = "keras"                               # a run folder's own Keras model
 # Defaults when --models is not given: every Keras model and every int8 .tflite (the float,
 # fp16 and dynamic-range files explain like their Keras model and only add time).
 DEFAULT_TFLITE = ("int8",)
@@ -62,14 +63,14 @@ def find_models(folder) -> dict:
     found = {}
     if rundir.is_run_dir(folder):
         if rundir.checkpoint_path(folder).is_file():
-            found["keras"] = ModelRef("keras", rundir.checkpoint_path(folder), "keras")
+            found[RUN_KERAS] = ModelRef(RUN_KERAS, rundir.checkpoint_path(folder), "keras")
         for p in sorted((folder / rundir.EXPORT_DIR).glob("*.tflite")):
             name = p.stem.removeprefix("model_")
             found[name] = ModelRef(name, p, "tflite")
     elif _is_comparison(folder):
         for run in sorted((folder / RUNS_DIRNAME).glob("*")):
             if rundir.checkpoint_path(run).is_file():
-                name = run.name + KERAS_SUFFIX
+                name = run.name + KERAS_SUFFIX      # the comparison row's name
                 found[name] = ModelRef(name, rundir.checkpoint_path(run), "keras")
         for p in sorted((folder / MODELS_DIRNAME).glob("*.tflite")):
             found[p.stem] = ModelRef(p.stem, p, "tflite")

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
+from kvasir_tf import rows as R
 from kvasir_tf.errors import KvasirError
 from kvasir_tf.explain import gradients, metrics, perturbation, sources
 
@@ -20,20 +21,21 @@ PERTURBATION_METHODS = tuple(perturbation.EXPLAINERS)
 METHODS = GRADIENT_METHODS + PERTURBATION_METHODS
 DEFAULT_METHODS = ("saliency", "smoothgrad", "gradcam++", "occlusion", "rise")
 TARGETS = ("label", "predicted")
-# Model pairs whose maps are compared, in the comparison's names (first = reference).
+# Model pairs whose maps are compared (first = reference): comparison rows, then a run folder's
+# own Keras model against its int8 export.
 PAIRS = (
-    ("float-keras", "sgt-keras", "plain vs SGT (float)"),
-    ("float-keras", "qat-keras", "float vs QAT"),
-    ("float-keras", "ptq-int8", "float vs PTQ int8"),
-    ("float-keras", "qat-int8", "float vs QAT int8"),
-    ("qat-keras", "qat-int8", "QAT vs its int8"),
-    ("pact-qat-keras", "pact-qat-int8", "PACT-QAT vs its int8"),
-    ("sgt-keras", "sgt-pact-qat-keras", "SGT float vs SGT-PACT-QAT"),
-    ("sgt-keras", "sgt-pact-qat-int8", "SGT float vs SGT-PACT-QAT int8"),
-    ("sgt-pact-qat-keras", "sgt-pact-qat-int8", "SGT-PACT-QAT vs its int8"),
-    ("float-keras", "sgt-pact-qat-int8", "float vs SGT-PACT-QAT int8"),
-    ("keras", "int8", "Keras vs int8"),
+    R.Pair(R.FLOAT_KERAS, R.SGT_KERAS, "plain vs SGT (float)"),
+    R.Pair(R.FLOAT_KERAS, R.QAT_KERAS, "float vs QAT"),
+    R.Pair(R.FLOAT_KERAS, R.PTQ_INT8, "float vs PTQ int8"),
+    R.Pair(R.FLOAT_KERAS, R.QAT_INT8, "float vs QAT int8"),
+    R.Pair(R.QAT_KERAS, R.QAT_INT8, "QAT vs its int8"),
+    R.Pair(R.PACT_QAT_KERAS, R.PACT_QAT_INT8, "PACT-QAT vs its int8"),
+    R.Pair(R.SGT_KERAS, R.SGT_PACT_QAT_KERAS, "SGT float vs SGT-PACT-QAT"),
+    R.Pair(R.SGT_KERAS, R.SGT_PACT_QAT_INT8, "SGT float vs SGT-PACT-QAT int8"),
+    R.Pair(R.SGT_PACT_QAT_KERAS, R.SGT_PACT_QAT_INT8, "SGT-PACT-QAT vs its int8"),
+    R.Pair(R.FLOAT_KERAS, R.SGT_PACT_QAT_INT8, "float vs SGT-PACT-QAT int8"),
 )
+RUN_PAIRS = ((sources.RUN_KERAS, "int8", "Keras vs int8"),)   # names in a run folder
 LOCALISATION = ("pointing", "energy_in_mask", "mask_top_k_iou", "mask_fraction")
 AGREEMENT = ("spearman", "ssim", "top_k_iou")
 FAITHFULNESS = ("deletion_auc", "deletion_random_auc", "insertion_auc", "insertion_random_auc")
@@ -158,7 +160,10 @@ def _explain_model(study: Study, name, model, bar):
 
 
 def pairs_of(models) -> list:
-    return [(a, b, label) for a, b, label in PAIRS if a in models and b in models]
+    """(a, b, label) of every pair whose two models are here; a pair of comparison rows can only
+    name rows that exist (:mod:`kvasir_tf.rows`), so a missing one means "not chosen"."""
+    pairs = [(p.a.name, p.b.name, p.why) for p in PAIRS] + list(RUN_PAIRS)
+    return [(a, b, label) for a, b, label in pairs if a in models and b in models]
 
 
 def summarise(study: Study) -> dict:

@@ -14,7 +14,7 @@ from tensorflow_model_optimization.python.core.quantization.keras.default_8bit i
 from kvasir_tf.errors import KvasirError
 from kvasir_tf.model import Preprocess, has_nested_model
 from kvasir_tf.pact import PACT, MinValue
-from kvasir_tf.qat import registry
+from kvasir_tf.qat import layer_configs
 from kvasir_tf.qat.configs import PACTQuantizeConfig, PreprocessQuantizeConfig
 from kvasir_tf.qat.quantizers import PACTOutputQuantizer
 from kvasir_tf.qat.transforms import KvasirQuantizeScheme
@@ -78,11 +78,14 @@ def _check_applicable(model, scheme):
 
 def apply_qat(model: tf.keras.Model, scheme: str = "default") -> tf.keras.Model:
     """Wrap a float model for QAT: "default" = stock TF-MOT 8-bit (ReLU6 model),
-    "pact" = same, with PACT outputs fake-quantized over their learned alpha."""
+    "pact" = same, with PACT outputs fake-quantized over their learned alpha.
+
+    The fake quants have TensorFlow's gradient; a second derivative through them (the saliency
+    L1 term) needs ``with twice_differentiable():`` or :func:`twice_differentiable_steps`."""
     _check_applicable(model, scheme)
 
     def annotate(layer):
-        config = registry.config_for(layer)
+        config = layer_configs.config_for(layer)
         if config is not None:
             return tfmot.quantization.keras.quantize_annotate_layer(layer, config)
         return layer  # the original object, so its weights travel along

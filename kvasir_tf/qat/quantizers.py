@@ -17,11 +17,29 @@ TF-MOT's quantizers (``LastValueQuantizer`` per-channel for Conv/Depthwise kerne
 per-tensor for Dense, ``MovingAverageQuantizer`` and ``AllValuesQuantizer`` for activations,
 ``FixedQuantizer``) and the layout transforms that create them all reach TensorFlow's op
 through two functions of ``quant_ops``: ``_FakeQuantWithMinMaxVars`` and ``FixedQuantize``.
-:func:`install` points those two at the versions below, which is one seam instead of a
-parallel copy of every TF-MOT quantizer, config and transform (and QAT models saved before
-keep loading). A test pins the two names and their signatures.
+TF-MOT's extension points cannot carry the gradient without that seam: a custom Quantizer,
+QuantizeConfig or scheme would mean a parallel copy of every one of those quantizers, of the
+default registry's configs and of the transforms that instantiate them, and QAT models saved
+before (which name TF-MOT's classes) would load with TensorFlow's gradient again.
+
+So the seam is explicit and scoped:
+
+* :func:`install` (idempotent; called by :func:`twice_differentiable`, never at import) points
+  the two ``quant_ops`` functions at dispatchers that call TF-MOT's own functions unchanged
+  unless the caller asked for the twice-differentiable gradient;
+* the choice is a :class:`contextvars.ContextVar` (per thread and task, not a process-global
+  switch): :func:`twice_differentiable` turns it on inside a block, :func:`stock_gradients`
+  off; the default is TensorFlow's gradient, so a plain TF-MOT model keeps it;
+* :func:`twice_differentiable_steps` runs a model's train/test steps inside the block, which
+  is how ``kvasir_tf.train`` asks for it (tf.distribute traces steps in replica threads, which
+  do not inherit a context variable). First derivatives are TensorFlow's either way, so
+  conversion, evaluation and saliency maps of a loaded QAT model do not depend on the choice.
+
+A test pins the two names and their signatures.
 """
 import contextlib
+import contextvars
+import functools
 
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.quantization.keras import quant_ops, quantizers
@@ -30,7 +48,13 @@ from kvasir_tf.pact import DEPLOY_BITS
 
 _STOCK = {"_FakeQuantWithMinMaxVars": quant_ops._FakeQuantWithMinMaxVars,
           "FixedQuantize": quant_ops.FixedQuantize}
-_state = {"differentiable": True}
+_TWICE_DIFFERENTIABLE = contextvars.ContextVar("kvasir_tf_twice_differentiable_fake_quant",
+                                                default=False)
+
+
+def is_twice_differentiable() -> bool:
+    """Whether fake quants called here and now get the twice-differentiable gradient."""
+    return _TWICE_DIFFERENTIABLE.get()
 
 
 def _split_by_sign(x, inside):
@@ -47,7 +71,7 @@ def fake_quant_vars(x, lo, hi, num_bits=DEPLOY_BITS, narrow_range=False, per_cha
     fq = (tf.quantization.fake_quant_with_min_max_vars_per_channel if per_channel
           else tf.quantization.fake_quant_with_min_max_vars)
     x, lo, hi = (tf.convert_to_tensor(v, tf.float32) for v in (x, lo, hi))
-    if not _state["differentiable"]:
+    if not is_twice_differentiable():
         return fq(x, lo, hi, num_bits=num_bits, narrow_range=narrow_range)
     stock_grad = (tf.quantization.fake_quant_with_min_max_vars_per_channel_gradient if per_channel
                   else tf.quantization.fake_quant_with_min_max_vars_gradient)
@@ -73,7 +97,7 @@ def fake_quant_args(x, lo, hi, num_bits=DEPLOY_BITS, narrow_range=False):
     """``tf.quantization.fake_quant_with_min_max_args`` (a fixed range) with the same gradient."""
     x = tf.convert_to_tensor(x, tf.float32)
     kw = dict(min=float(lo), max=float(hi), num_bits=num_bits, narrow_range=narrow_range)
-    if not _state["differentiable"]:
+    if not is_twice_differentiable():
         return tf.quantization.fake_quant_with_min_max_args(x, **kw)
 
     @tf.custom_gradient
@@ -90,7 +114,11 @@ def fake_quant_args(x, lo, hi, num_bits=DEPLOY_BITS, narrow_range=False):
 
 
 def _tfmot_fake_quant(inputs, min_var, max_var, per_channel, num_bits, narrow_range):
-    """Drop-in for ``quant_ops._FakeQuantWithMinMaxVars`` (same signature and checks)."""
+    """Stands in for ``quant_ops._FakeQuantWithMinMaxVars`` (same signature and checks); TF-MOT's
+    own function unless :func:`twice_differentiable` is on."""
+    if not is_twice_differentiable():
+        return _STOCK["_FakeQuantWithMinMaxVars"](inputs, min_var, max_var, per_channel, num_bits,
+                                                  narrow_range)
     if per_channel:
         assert len(min_var.get_shape()) == 1 and len(max_var.get_shape()) == 1
     else:
@@ -99,28 +127,61 @@ def _tfmot_fake_quant(inputs, min_var, max_var, per_channel, num_bits, narrow_ra
 
 
 def _tfmot_fixed_quantize(inputs, init_min=-6.0, init_max=6.0, scope=None, narrow_range=False):
-    """Drop-in for ``quant_ops.FixedQuantize`` (same signature, 8 bits as there)."""
+    """Stands in for ``quant_ops.FixedQuantize`` (same signature, 8 bits as there)."""
+    if not is_twice_differentiable():
+        return _STOCK["FixedQuantize"](inputs, init_min, init_max, scope, narrow_range)
     with tf.name_scope(scope or "FixedQuantize"):
         return fake_quant_args(inputs, init_min, init_max, narrow_range=narrow_range)
 
 
 def install():
-    """Route every TF-MOT fake quant through the twice-differentiable versions (idempotent)."""
+    """Point TF-MOT's two fake-quant functions at the dispatchers above (idempotent). Outside
+    :func:`twice_differentiable` they call TF-MOT's originals, so nothing else changes."""
     quant_ops._FakeQuantWithMinMaxVars = _tfmot_fake_quant
     quant_ops.FixedQuantize = _tfmot_fixed_quantize
 
 
 @contextlib.contextmanager
-def stock_gradients():
-    """TensorFlow's own FakeQuant gradient ops inside the block (tests compare against them)."""
-    _state["differentiable"] = False
+def _gradient(twice: bool):
+    token = _TWICE_DIFFERENTIABLE.set(twice)
     try:
         yield
     finally:
-        _state["differentiable"] = True
+        _TWICE_DIFFERENTIABLE.reset(token)
 
 
-install()
+def twice_differentiable():
+    """Inside the block (this thread or task only), every fake quant -- TF-MOT's and ours --
+    gets the twice-differentiable STE gradient; installs the seam on first use."""
+    install()
+    return _gradient(True)
+
+
+def stock_gradients():
+    """TensorFlow's own FakeQuant gradient ops inside the block (the default outside any block)."""
+    return _gradient(False)
+
+
+def twice_differentiable_steps(model):
+    """Make ``model``'s train and test steps run inside :func:`twice_differentiable`.
+
+    The steps are traced in tf.distribute's replica threads (one per device under
+    MirroredStrategy), which do not see a context variable set around ``fit``; wrapping the
+    step itself carries the choice into them. Idempotent."""
+    install()
+    for name in ("train_step", "test_step"):
+        step = getattr(model, name)
+        if getattr(step, "_kvasir_twice_differentiable", False):
+            continue
+
+        @functools.wraps(step)
+        def scoped(data, _step=step):
+            with _gradient(True):
+                return _step(data)
+
+        scoped._kvasir_twice_differentiable = True
+        setattr(model, name, scoped)
+    return model
 
 
 @tf.keras.utils.register_keras_serializable(package="kvasir_tf")

@@ -86,7 +86,12 @@ class LayoutTransform(layout8.Default8BitQuantizeLayoutTransform):
 
 
 class KvasirQuantizeScheme(scheme8.Default8BitQuantizeScheme):
-    """Default 8-bit registry; layout with fixed input range and Conv+BN+PACT fusion."""
+    """Default 8-bit registry; layout with fixed input range and Conv+BN+PACT fusion.
+
+    The fake quants it creates use TensorFlow's gradient, whose second derivative drops every
+    path through them; saliency-guided training needs one, and gets it only inside
+    ``quantizers.twice_differentiable()`` (``kvasir_tf.train`` wraps its steps so). Nothing is
+    patched at import."""
 
     def get_layout_transformer(self):
         return LayoutTransform()

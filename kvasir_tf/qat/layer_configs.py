@@ -1,4 +1,6 @@
-"""Which QuantizeConfig each kvasir_tf layer gets; every other layer follows TF-MOT's registry."""
+"""Which QuantizeConfig each kvasir_tf layer gets, by layer class; every other layer follows TF-MOT's
+registry. (Not a TF-MOT ``QuantizeRegistry``: ``apply_qat`` annotates these layers with their config
+before ``quantize_apply``, which is how TF-MOT takes custom layers.)"""
 from kvasir_tf.model import Preprocess
 from kvasir_tf.pact import PACT
 from kvasir_tf.qat.configs import PACTQuantizeConfig, PreprocessQuantizeConfig
