@@ -165,3 +165,7 @@ class ArtifactFiles:
                               c_array_sources(content, self.sidecar.name, self.tflite.name)):
             path.write_text(text)
         return meta
+
+    def rewrite_sidecar(self, meta: dict):
+        """The sidecar again, with what was measured on the written model (its temperature)."""
+        self.sidecar.write_text(json.dumps(meta, indent=2) + "\n")

@@ -316,6 +316,17 @@ def from_sidecar(sidecar: dict | None) -> dict | None:
             "abstain_below": out.get("abstain_below")}
 
 
+def describe(fitted: dict | None) -> str:
+    """One line on what :func:`calibrate` fitted (a conversion's note)."""
+    if fitted is None:
+        return ("no validation split to fit a temperature on: the sidecar has no output.temperature "
+                "(devices use T = 1 and never answer \"uncertain\")")
+    below, target = fitted["abstain_below"], f"{fitted['target_accuracy']:.0%} accuracy"
+    return (f"temperature {fitted['temperature']:.3f} fitted on {fitted['n']} validation images; "
+            + (f"no confidence threshold reaches {target}" if below is None else
+               f"\"uncertain\" below {below:.3f} (kept {fitted['val_coverage']:.0%} of them at {target})"))
+
+
 def into_sidecar(sidecar: dict, fitted: dict) -> dict:
     """``sidecar`` with ``fitted`` (:func:`calibrate`) in its output entry, as devices read it."""
     rest = {k: v for k, v in fitted.items() if k not in ("temperature", "abstain_below")}

@@ -11,38 +11,38 @@ from pathlib import Path
 
 import numpy as np
 
-from kvasir_tf import confidence, rundir
+from kvasir_tf import confidence, rows, rundir
 
 SECTION_TITLE = "## Confidence: calibration and selective prediction"
 CONFIDENCE_JSON = "confidence.json"
 RELIABILITY_PREFIX = "reliability_"
 RISK_COVERAGE_PNG = "risk_coverage.png"
 OVERLAY_PNG = f"{RELIABILITY_PREFIX}float_vs_int8.png"
-# (a, b, why): b - a on the same images; pairs whose rows the comparison has.
+# b - a on the same images; pairs whose rows the comparison has.
 PAIRS = (
-    ("float-keras", "ptq-int8", "PTQ int8 vs its float model"),
-    ("qat-keras", "qat-int8", "int8 vs its Keras model"),
-    ("pact-qat-keras", "pact-qat-int8", "int8 vs its Keras model"),
-    ("sgt-pact-qat-keras", "sgt-pact-qat-int8", "int8 vs its Keras model"),
-    ("float-keras", "sgt-keras", "saliency-guided vs plain training"),
-    ("float-keras", "sgt-pact-qat-int8", "the paper's model vs the float model"),
+    rows.pair(rows.FLOAT_KERAS, rows.PTQ_INT8, "PTQ int8 vs its float model"),
+    *(rows.pair(keras, int8, "int8 vs its Keras model") for keras, int8 in rows.QAT_PAIRS),
+    rows.pair(rows.FLOAT_KERAS, rows.SGT_KERAS, "saliency-guided vs plain training"),
+    rows.pair(rows.FLOAT_KERAS, rows.SGT_PACT_QAT_INT8, "the paper's model vs the float model"),
 )
-# The overlay's pair: the float model and the paper's int8 model (else the PTQ one).
-OVERLAY = (("float-keras", "sgt-pact-qat-int8"), ("float-keras", "ptq-int8"))
+# The overlay's pair: the float model and the paper's int8 model, else the PTQ one.
+OVERLAY = (rows.pair(rows.FLOAT_KERAS, rows.SGT_PACT_QAT_INT8, "overlay"),
+           rows.pair(rows.FLOAT_KERAS, rows.PTQ_INT8, "overlay"))
 
 
-def _rows_with_confidence(rows: dict) -> dict:
-    return {n: r for n, r in rows.items() if r.get("confidence") and r.get("probabilities") is not None}
+def _rows_with_confidence(table_rows: dict) -> dict:
+    return {n: r for n, r in table_rows.items() if r.get("confidence") and r.get("probabilities") is not None}
 
 
-def paired(rows: dict, groups=None) -> list:
+def paired(table_rows: dict, groups=None) -> list:
     """Paired bootstrap differences of ECE / Brier / NLL (raw and after temperature) per pair."""
-    rows = _rows_with_confidence(rows)
+    table_rows = _rows_with_confidence(table_rows)
     out = []
-    for a, b, why in PAIRS:
-        if a not in rows or b not in rows:
+    for p in PAIRS:
+        if not p.present_in(table_rows):
             continue
-        ra, rb = rows[a], rows[b]
+        a, b, why = p.a.name, p.b.name, p.why
+        ra, rb = table_rows[a], table_rows[b]
         y = np.asarray(ra["labels"])
         pa, pb = np.asarray(ra["probabilities"]), np.asarray(rb["probabilities"])
         fa, fb = ra["confidence"]["floor"], rb["confidence"]["floor"]
@@ -62,12 +62,12 @@ def _ci(block, key) -> str:
     return f"{block[key]:.3f} [{lo:.3f}, {hi:.3f}]"
 
 
-def table(rows: dict) -> str:
+def table(table_rows: dict) -> str:
     """One line per row: ECE / Brier / NLL raw and after T (95 % bootstrap intervals), T, AURC,
     and the selective figures at the validation-chosen threshold."""
     lines = ["| model | ECE | ECE after T | Brier | Brier after T | NLL | NLL after T | T | AURC "
              "| uncertain below | coverage | accuracy kept |", "|" + "---|" * 12]
-    for name, r in _rows_with_confidence(rows).items():
+    for name, r in _rows_with_confidence(table_rows).items():
         c = r["confidence"]
         raw, sc, sel = c["raw"], c.get("scaled"), c.get("selective") or {}
         cells = [r.get("label", name)]
@@ -84,7 +84,7 @@ def table(rows: dict) -> str:
     return "\n".join(lines)
 
 
-def paired_table(tests: list, rows: dict) -> str:
+def paired_table(tests: list, table_rows: dict) -> str:
     lines = ["| pair (b - a) | why | ECE | Brier | NLL | ECE after T | NLL after T |", "|" + "---|" * 7]
 
     def cell(d, key):
@@ -95,15 +95,15 @@ def paired_table(tests: list, rows: dict) -> str:
         star = " *" if lo > 0 or hi < 0 else ""
         return f"{v['difference']:+.3f} [{lo:+.3f}, {hi:+.3f}]{star}"
     for t in tests:
-        la, lb = rows[t["a"]].get("label", t["a"]), rows[t["b"]].get("label", t["b"])
+        la, lb = table_rows[t["a"]].get("label", t["a"]), table_rows[t["b"]].get("label", t["b"])
         sc = t.get("scaled")
         lines.append(f"| {lb} - {la} | {t['why']} | {cell(t['raw'], 'ece')} | {cell(t['raw'], 'brier')} "
                      f"| {cell(t['raw'], 'nll')} | {cell(sc, 'ece')} | {cell(sc, 'nll')} |")
     return "\n".join(lines)
 
 
-def markdown(rows: dict, tests: list) -> str:
-    rows_c = _rows_with_confidence(rows)
+def markdown(table_rows: dict, tests: list) -> str:
+    rows_c = _rows_with_confidence(table_rows)
     any_row = next(iter(rows_c.values()))["confidence"]
     target = next((r["confidence"].get("target_accuracy") for r in rows_c.values()
                    if r["confidence"].get("target_accuracy")), confidence.DEFAULT_TARGET_ACCURACY)
@@ -116,10 +116,10 @@ def markdown(rows: dict, tests: list) -> str:
           f"for {target:.0%} accuracy, and what it gives on test (coverage: share of test images "
           "answered). Brackets: 95 % bootstrap intervals,"
           f" over {any_row.get('resampled', 'test images')} (ECE is biased upwards on small "
-          "sets, so its interval can lie above the point value).", "", table(rows), ""]
+          "sets, so its interval can lie above the point value).", "", table(table_rows), ""]
     if tests:
         md += ["Paired differences on the same test images (bootstrap of b - a; * the interval "
-               "excludes 0: a difference this test set can see):", "", paired_table(tests, rows), ""]
+               "excludes 0: a difference this test set can see):", "", paired_table(tests, table_rows), ""]
     return "\n".join(md)
 
 
@@ -170,7 +170,7 @@ def reliability_figure(name, r, path) -> Path:
     return _save(fig, path)
 
 
-def overlay_figure(a, ra, b, rb, path) -> Path:
+def overlay_figure(ra, rb, path) -> Path:
     """Float against int8 in one diagram, both raw."""
     fig, ax = _axes()
     for r, colour in ((ra, "tab:blue"), (rb, "tab:red")):
@@ -181,12 +181,12 @@ def overlay_figure(a, ra, b, rb, path) -> Path:
     return _save(fig, path)
 
 
-def risk_coverage_figure(rows: dict, path) -> Path:
+def risk_coverage_figure(table_rows: dict, path) -> Path:
     import matplotlib
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     fig, ax = plt.subplots(figsize=(7.5, 4.4), dpi=120)
-    for name, r in rows.items():
+    for name, r in table_rows.items():
         c = r["confidence"]
         p = np.asarray(r["probabilities"])
         if c.get("scaled"):
@@ -203,21 +203,21 @@ def risk_coverage_figure(rows: dict, path) -> Path:
     return _save(fig, path)
 
 
-def write_confidence_report(out_dir, rows: dict, markdown_path=None) -> dict | None:
+def write_confidence_report(out_dir, table_rows: dict, markdown_path=None) -> dict | None:
     """confidence.json, the plots, and the section appended to ``markdown_path``; None when no row
-    carries confidence figures. Paired intervals resample the rows' ``test_groups`` (source
+    carries confidence figures. Paired intervals resample the table_rows' ``test_groups`` (source
     images) when they have them."""
-    rows_c = _rows_with_confidence(rows)
+    rows_c = _rows_with_confidence(table_rows)
     if not rows_c:
         return None
     out = Path(out_dir)
     tests = paired(rows_c, next(iter(rows_c.values())).get("test_groups"))
     plots = [reliability_figure(n, r, out / f"{RELIABILITY_PREFIX}{n}.png") for n, r in rows_c.items()]
-    pair = next(((a, b) for a, b in OVERLAY if a in rows_c and b in rows_c), None)
+    pair = next((p for p in OVERLAY if p.present_in(rows_c)), None)
     if pair:
-        plots.append(overlay_figure(pair[0], rows_c[pair[0]], pair[1], rows_c[pair[1]], out / OVERLAY_PNG))
+        plots.append(overlay_figure(rows_c[pair.a.name], rows_c[pair.b.name], out / OVERLAY_PNG))
     plots.append(risk_coverage_figure(rows_c, out / RISK_COVERAGE_PNG))
-    doc = {"rows": {n: r["confidence"] for n, r in rows_c.items()}, "paired": tests}
+    doc = {"table_rows": {n: r["confidence"] for n, r in rows_c.items()}, "paired": tests}
     path = out / CONFIDENCE_JSON
     rundir.write_json_atomic(path, doc)
     if markdown_path is not None and Path(markdown_path).is_file():

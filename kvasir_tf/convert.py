@@ -25,11 +25,12 @@ from pathlib import Path
 import numpy as np
 
 import kvasir_tf
-from kvasir_tf import artifact, rundir, runtime
+from kvasir_tf import artifact, confidence, rundir, runtime
 from kvasir_tf.calibration import (DEFAULT_NUM_CALIBRATION, calibration_images,
                                    representative_dataset)
 from kvasir_tf.errors import KvasirError, cli, first_line
 from kvasir_tf.model_io import TRUST_FLAG
+from kvasir_tf.scoring import calibrate_on_val
 
 
 @dataclass(frozen=True)
@@ -360,6 +361,12 @@ def convert_request(source, out_path, request: ConversionRequest, *, verbose=Tru
         source_kind=src.kind, quantization="qat" if (mode.integer and qat) else mode.quantization,
         calibration=None if cal is None else cal.provenance,
         per_tensor=request.per_tensor), notes)
+    fitted = calibrate_on_val(runtime.TFLiteModel(out.tflite), rep_source,
+                              mask_overlays=bool(src.config.get("mask_overlays")))
+    notes.append(confidence.describe(fitted))
+    meta = confidence.into_sidecar(meta, fitted) if fitted else meta
+    meta["notes"] = notes
+    out.rewrite_sidecar(meta)
     if out.debug_csv is not None:
         _debug_report(model, cal.images, out.debug_csv)
     result = ConversionResult(out.tflite, out.sidecar, out.labels, mode.name, meta, info["ops"], notes,

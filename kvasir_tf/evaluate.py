@@ -132,19 +132,16 @@ def confidence_report(p, split, subset, report, *, batch_size=DEFAULT_BATCH,
                       mask_overlays=False) -> dict:
     """Calibration and selective prediction of ``report``'s probabilities, with the temperature
     and threshold the artifact's sidecar carries, else fitted here on the split's validation
-    images (never on the subset scored, unless that is val itself: then none is fitted)."""
+    images (never on the subset scored: none is fitted when that is val itself)."""
     from kvasir_tf import confidence
-    from kvasir_tf.scoring import score
-    floor = confidence.floor_of(p.sidecar)
-    fitted = confidence.from_sidecar(p.sidecar)
-    source = "sidecar" if fitted else None
-    if fitted is None and subset != "val" and len(split.subset("val")) > 0:
-        val = score(p.predict, split, "val", image_size=p.image_size, class_names=p.class_names,
-                    num_classes=p.num_classes, batch_size=batch_size, mask_overlays=mask_overlays)
-        fitted = confidence.calibrate(val["probabilities"], val["labels"], floor=floor)
-        source = "fitted on val here"
-    rep = confidence.report(report["probabilities"], report["labels"], floor=floor, fitted=fitted,
-                            groups=split.groups(subset))
+    from kvasir_tf.scoring import calibrate_on_val
+    fitted, source = confidence.from_sidecar(p.sidecar), "sidecar"
+    if fitted is None:
+        fitted = None if subset == "val" else calibrate_on_val(p, split, batch_size=batch_size,
+                                                               mask_overlays=mask_overlays)
+        source = "fitted on val here" if fitted else None
+    rep = confidence.report(report["probabilities"], report["labels"], floor=confidence.floor_of(p.sidecar),
+                            fitted=fitted, groups=split.groups(subset))
     rep["fitted_from"] = source
     return rep
 

@@ -40,6 +40,20 @@ def score(predict, split, subset="test", *, image_size: int, class_names=None, n
     return report
 
 
+def calibrate_on_val(model, split, *, batch_size=32, mask_overlays=False) -> dict | None:
+    """:func:`kvasir_tf.confidence.calibrate` of ``model`` (a Predictor, TFLiteModel or
+    KerasModel: predict, image_size, class_names, num_classes, sidecar) on ``split``'s
+    VALIDATION images; None when the split has none (or is not a Split)."""
+    from kvasir_tf import confidence
+    from kvasir_tf.data.split import Split
+    if not isinstance(split, Split) or not split.subset("val"):
+        return None
+    val = score(model.predict, split, "val", image_size=model.image_size, class_names=model.class_names,
+                num_classes=model.num_classes, batch_size=batch_size, mask_overlays=mask_overlays)
+    return confidence.calibrate(val["probabilities"], val["labels"],
+                                floor=confidence.floor_of(model.sidecar))
+
+
 def keras_predict(model):
     """``predict`` for :func:`score` from an in-memory Keras model."""
     def predict(images, batch_size):

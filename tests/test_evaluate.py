@@ -124,10 +124,19 @@ def test_evaluate_reports_calibration_fitted_on_val_and_the_sidecars_temperature
     assert c["raw"]["intervals"]["nll"][0] <= c["raw"]["nll"] <= c["raw"]["intervals"]["nll"][1]
     assert c["scaled"]["brier"] == pytest.approx(
         confidence.brier(confidence.apply_temperature(probs, c["temperature"]), y), abs=1e-6)
-    # An int8 file carrying a temperature and threshold: evaluate and the runtime apply them.
+    # kvasir-convert fitted the int8 file's own temperature on the run's val images.
+    side = json.loads(sidecar_path_for(src).read_text())
+    m = runtime.TFLiteModel(src)
+    val = E.evaluate(src, F.run_dir(), subset="val")
+    assert val["confidence"]["fitted_from"] == "sidecar"
+    want = confidence.calibrate(val["probabilities"], val["labels"], floor=confidence.floor_of(m.sidecar))
+    assert side["output"]["temperature"] == pytest.approx(want["temperature"], rel=1e-4)
+    assert side["output"]["abstain_below"] == want["abstain_below"]
+    assert side["output"]["calibration"]["n"] == len(F.split().val)
+    assert any(n.startswith("temperature ") for n in side["notes"])
+    # An int8 file carrying another temperature and threshold: evaluate and the runtime apply them.
     dst = tmp_path / "model.tflite"
     shutil.copy(src, dst)
-    side = json.loads(sidecar_path_for(src).read_text())
     fitted = {"temperature": 2.0, "abstain_below": 0.6, "target_accuracy": 0.9, "fitted_on": "val"}
     sidecar_path_for(dst).write_text(json.dumps(confidence.into_sidecar(side, fitted)))
     rep = E.evaluate(dst, F.run_dir(), subset="test")
