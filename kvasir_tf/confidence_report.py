@@ -217,7 +217,7 @@ def write_confidence_report(out_dir, table_rows: dict, markdown_path=None) -> di
     if pair:
         plots.append(overlay_figure(rows_c[pair.a.name], rows_c[pair.b.name], out / OVERLAY_PNG))
     plots.append(risk_coverage_figure(rows_c, out / RISK_COVERAGE_PNG))
-    doc = {"table_rows": {n: r["confidence"] for n, r in rows_c.items()}, "paired": tests}
+    doc = {"rows": {n: r["confidence"] for n, r in rows_c.items()}, "paired": tests}
     path = out / CONFIDENCE_JSON
     rundir.write_json_atomic(path, doc)
     if markdown_path is not None and Path(markdown_path).is_file():

@@ -38,6 +38,7 @@ def test_section_table_pairs_and_plots(rows, tmp_path):
     assert "float (Keras)" in text and "PTQ int8" in text and "10 equal-mass bins" in text
     # The hot PTQ row is worse calibrated raw, and the paired interval sees it.
     doc = json.loads((tmp_path / cr.CONFIDENCE_JSON).read_text())
+    assert sorted(doc["rows"]) == ["float-keras", "ptq-int8"]
     (pair,) = doc["paired"]
     assert (pair["a"], pair["b"]) == ("float-keras", "ptq-int8")
     assert pair["raw"]["ece"]["interval"][0] > 0
