@@ -352,7 +352,8 @@ class SaliencyGuidedModel(tf.keras.Model):
             total = (ce_scaled + reg / replicas
                      + self.lambda1 * tf.nn.compute_average_loss(kl_per, sample_weight=sample_weight)
                      + self.lambda2 * tf.nn.compute_average_loss(l1_per, sample_weight=sample_weight))
-        self.optimizer.minimize(total, variables, tape=tape)
+        with tf.name_scope("weight_backward"):  # names the custom-gradient ops (profiling)
+            self.optimizer.minimize(total, variables, tape=tape)
         ce = ce_scaled * replicas
         kl = tf.reduce_mean(kl_per)
         l1 = tf.reduce_mean(l1_per)

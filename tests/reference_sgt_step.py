@@ -2,14 +2,13 @@
 (commit a01c086), kept only so a test can show the cheaper versions train to the same weights.
 
 ``ReferenceSaliencyGuidedModel`` is :class:`SaliencyGuidedModel` with the old guided step (mask
-threshold from a full sort of the keys); :func:`old_gradients` routes the fake quants and PACT
-through the old plain-op gradients (``dy * cast(mask)``, sums of masked products).
+threshold from a full sort of the keys); :func:`old_gradients` routes the fake quants through
+the old plain-op gradient (``dy * mask``, sums of masked products).
 """
 import contextlib
 
 import tensorflow as tf
 
-from kvasir_tf import pact
 from kvasir_tf.qat import quantizers as qz
 from kvasir_tf.saliency_training import SaliencyGuidedModel
 
@@ -89,29 +88,12 @@ def _old_fake_quant_vars(x, lo, hi, num_bits=8, narrow_range=False, per_channel=
     return _fq(x, lo, hi)
 
 
-def _old_pact_quantize(x, alpha, bits=8):
-    assert bits == 8, "the reference covers 8-bit PACT"
-
-    @tf.custom_gradient
-    def _pact(x, alpha):
-        y = tf.quantization.fake_quant_with_min_max_vars(x, tf.zeros_like(alpha), alpha, num_bits=8)
-
-        def grad(dy):
-            inside = tf.logical_and(x >= 0.0, x < alpha)
-            return (dy * tf.cast(inside, dy.dtype),
-                    tf.reduce_sum(dy * tf.cast(x >= alpha, dy.dtype)))
-
-        return y, grad
-
-    return _pact(tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(alpha, tf.float32))
-
-
 @contextlib.contextmanager
 def old_gradients():
-    """Trace models inside the block to get the old fake-quant and PACT gradients."""
-    saved = qz.fake_quant_vars, pact.pact_quantize
-    qz.fake_quant_vars, pact.pact_quantize = _old_fake_quant_vars, _old_pact_quantize
+    """Trace models inside the block to get the old fake-quant gradient."""
+    saved = qz.fake_quant_vars
+    qz.fake_quant_vars = _old_fake_quant_vars
     try:
         yield
     finally:
-        qz.fake_quant_vars, pact.pact_quantize = saved
+        qz.fake_quant_vars = saved

@@ -52,9 +52,10 @@ def _initial():
 
 
 def test_cheaper_gradients_train_to_the_old_weights_within_float_rounding():
-    """Old step with the old plain-op STE gradients (fake quants and PACT) vs the new step with
-    the fused ones: the per-pixel gradients are equal; only the range/alpha sums add in another
-    order, so weights agree to float rounding (rtol 1e-4 after STEPS Adam steps)."""
+    """Old step with the old plain-op fake-quant gradient vs the new step with TensorFlow's fused
+    gradient op: the per-pixel gradients are equal; only the range (PACT alpha) sums add in
+    another order, so weights agree to float rounding (rtol 1e-4 after STEPS Adam steps, with
+    lambda2 > 0 so the second derivative is compared too)."""
     x, y = colour_data(8 * STEPS, size=SIZE, seed=5)
     new = _train(SaliencyGuidedModel, x, y, lambda2=10.0)
     with old_gradients():

@@ -47,8 +47,8 @@ TREES = ("before", "after")  # --baseline-tree's kvasir_tf, this tree's
 NUM_CLASSES = 8
 
 
-def run_worker(name, size, alpha, batch, steps, warmup):  # noqa: PLR0914
-    """Build one configuration, time its train step; returns a result dict."""
+def build_step(name, size, alpha, batch):
+    """One configuration's compiled train function and an endless fixed batch."""
     import numpy as np
     import tensorflow as tf
     from kvasir_tf.model import build_mobilenetv2
@@ -66,8 +66,14 @@ def run_worker(name, size, alpha, batch, steps, warmup):  # noqa: PLR0914
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (batch, size, size, 3)).astype("float32")
     y = rng.integers(0, NUM_CLASSES, batch).astype("int32")
-    data = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
-    step = model.make_train_function()
+    return model.make_train_function(), iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+
+
+def run_worker(name, size, alpha, batch, steps, warmup):
+    """Build one configuration, time its train step; returns a result dict."""
+    import tensorflow as tf
+
+    step, data = build_step(name, size, alpha, batch)
     times = []
     t_trace = time.perf_counter()
     for i in range(warmup + steps):
