@@ -15,7 +15,8 @@ callbacks, metrics and progress bars keep working. One guided step:
    (weights and PACT alphas).
 
 Cost, by operation count: plain step = 1 forward + 1 backward; guided step = 2 forwards +
-1 input-only backward + 1 backward through both passes (~2.3x). ``lambda2 > 0`` records the
+1 input-only backward + 1 backward through both passes (~2.3x; what each part measures is in
+the README, "Step cost", by ``tools/profile_train_step.py``). ``lambda2 > 0`` records the
 input backward on the weight tape (double backprop): a further backward-of-backward, measured
 2.4x the guided step's time and 2.5x its peak memory (float SGT, MobileNetV2 1.0, 224 px, batch
 32, CPU; tools/benchmark_train.py ``sgt-pact-qat-l2`` measures the QAT model's). QAT models

@@ -10,7 +10,9 @@ width 1.0) and, for a ``-l2`` row, to the same mode with lambda2 = 0 (the cost o
 ``--baseline-tree DIR`` (a checkout of an older commit, e.g. ``git archive COMMIT | tar -x -C
 DIR``) times every configuration with that tree's ``kvasir_tf`` too, interleaved with this
 tree's run by run (``--repeats``), so before and after share the machine and its load; the table
-gives both, each as the median over repeats of per-process medians, and the load average.
+gives both, each as the median over repeats of per-process medians, and the load average. Beside
+wall time it gives the process's CPU time per step, which other processes on a loaded machine
+disturb far less (a ratio of CPU times compares work, not waiting for a core).
 
     python tools/benchmark_train.py                    # 96 and 224 px, alpha 1.0, batch 32
     python tools/benchmark_train.py --sizes 96 --steps 3 --alpha 0.35
@@ -74,14 +76,15 @@ def run_worker(name, size, alpha, batch, steps, warmup):
     import tensorflow as tf
 
     step, data = build_step(name, size, alpha, batch)
-    times = []
+    times, cpu = [], []
     t_trace = time.perf_counter()
     for i in range(warmup + steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         logs = step(data)
         float(logs["loss"])  # waits for the device
         if i >= warmup:
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
         if i == 0:
             t_trace = time.perf_counter() - t_trace
     gpus = tf.config.list_physical_devices("GPU")
@@ -94,6 +97,7 @@ def run_worker(name, size, alpha, batch, steps, warmup):
         kind = "rss_peak_mib"
     return {"config": name, "size": size, "alpha": alpha, "batch": batch, "steps": steps,
             "median_s": statistics.median(times), "min_s": min(times),
+            "cpu_median_s": statistics.median(cpu),
             "first_call_s": t_trace, "traces": int(step.experimental_get_tracing_count()),
             "peak_mib": round(peak, 1), "memory": kind, "load1": os.getloadavg()[0],
             "device": "GPU" if gpus else "CPU"}
@@ -127,16 +131,19 @@ def summarize(results):
             continue
         rows.append({"config": name, "size": size, "alpha": alpha, "tree": tree, "n": len(ok),
                      "step_s": statistics.median(r["median_s"] for r in ok),
+                     "cpu_s": statistics.median(r["cpu_median_s"] for r in ok),
                      "runs_s": [round(r["median_s"], 4) for r in ok],
                      "peak_mib": max(r["peak_mib"] for r in ok), "traces": ok[0]["traces"],
                      "load1": [round(r["load1"], 2) for r in ok]})
     times = {(r["config"], r["size"], r["alpha"], r["tree"]): r["step_s"] for r in rows if "step_s" in r}
+    cpu = {(r["config"], r["size"], r["alpha"], r["tree"]): r["cpu_s"] for r in rows if "step_s" in r}
     nan = float("nan")
     for r in rows:
         if "step_s" not in r:
             continue
         key = (r["size"], r["alpha"], r["tree"])
         r["ratio_to_qat"] = round(r["step_s"] / times.get((BASELINE, *key), nan), 3)
+        r["cpu_ratio_to_qat"] = round(r["cpu_s"] / cpu.get((BASELINE, *key), nan), 3)
         if r["config"].endswith(L2_SUFFIX):
             r["ratio_to_lambda2_0"] = round(
                 r["step_s"] / times.get((r["config"][:-len(L2_SUFFIX)], *key), nan), 3)
@@ -145,7 +152,7 @@ def summarize(results):
 
 def format_table(rows):
     out = [f"{'config':<20} {'size':>4} {'width':>5} {'code':<6} {'n':>2} {'step s':>7} {'x qat':>6} "
-           f"{'x l2=0':>7} {'peak MiB':>9}  load1 min-max"]
+           f"{'cpu s':>7} {'x qat':>6} {'x l2=0':>7} {'peak MiB':>9}  load1 min-max"]
     for r in rows:
         head = f"{r['config']:<20} {r['size']:>4} {r['alpha']:>5.2f} {r['tree']:<6}"
         if "error" in r:
@@ -153,7 +160,8 @@ def format_table(rows):
             continue
         l2 = r.get("ratio_to_lambda2_0")
         l2_text = f"{l2:>7.2f}" if l2 is not None else f"{'':>7}"
-        out.append(f"{head} {r['n']:>2} {r['step_s']:>7.3f} {r['ratio_to_qat']:>6.2f} {l2_text} "
+        out.append(f"{head} {r['n']:>2} {r['step_s']:>7.3f} {r['ratio_to_qat']:>6.2f} "
+                   f"{r['cpu_s']:>7.3f} {r['cpu_ratio_to_qat']:>6.2f} {l2_text} "
                    f"{r['peak_mib']:>9.0f}  {min(r['load1']):.1f}-{max(r['load1']):.1f}")
     return "\n".join(out)
 
