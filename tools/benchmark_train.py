@@ -65,6 +65,11 @@ def build_step(name, size, alpha, batch):
         model = SaliencyGuidedModel(model, lambda2=lambda2, **({"saliency_every": every} if every > 1 else {}))
     model.compile(tf.keras.optimizers.Adam(1e-4),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    # The fake-quant gradient train's steps use (kvasir_tf.train._compile); an older tree has
+    # no switch: its gradient was patched in at import.
+    from kvasir_tf import qat
+    if hasattr(qat, "twice_differentiable_steps"):
+        qat.twice_differentiable_steps(model)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (batch, size, size, 3)).astype("float32")
     y = rng.integers(0, NUM_CLASSES, batch).astype("int32")
