@@ -106,6 +106,9 @@ class TrainConfig:
     mask_scope: str = _f(_sgm_default("mask_scope"), guided_only=True)   # image | batch
     mask_value: str = _f(_sgm_default("mask_value"))
     saliency_reduce: str = _f(_sgm_default("saliency_reduce"))
+    # S recomputed every K optimizer steps, the last refresh's batch-mean map reused between (1: the
+    # paper, every step); an approximation that saves the input backward (README "Step cost")
+    saliency_every: int = _f(_sgm_default("saliency_every"), guided_only=True)
     eta: float = _f(_model_default("pact_eta"), pact_only=True)
     pact_alpha_init: float = _f(_model_default("pact_alpha_init"), pact_only=True)
     # --init-from: PACT alphas start at this percentile of their layer's inputs; 0 = pact_alpha_init
@@ -150,6 +153,10 @@ class TrainConfig:
              "to start every alpha at --pact-alpha-init"),
             (0 < self.mask_fraction < 1, f"--mask-fraction {self.mask_fraction}: use a value in (0, 1)"),
             (self.lambda1 >= 0 and self.lambda2 >= 0, "--lambda1/--lambda2 must be >= 0"),
+            (self.saliency_every >= 1, f"--saliency-every {self.saliency_every}: use 1 (every step) or more"),
+            (self.saliency_every == 1 or self.lambda2 == 0,
+             f"--saliency-every {self.saliency_every} reuses old saliency, which the L1 term cannot "
+             f"differentiate: use --lambda2 0 with it, or --saliency-every 1"),
             (0 <= self.warmup_epochs < self.epochs,
              f"--warmup-epochs {self.warmup_epochs}: use 0..{self.epochs - 1} (fewer than --epochs)"),
             (self.eta >= 0, f"--eta {self.eta}: must be >= 0"),
@@ -226,6 +233,10 @@ def add_train_args(p: argparse.ArgumentParser, *, run_flags: bool = True):
     add("--mask-value", choices=["neutral", "mean", "noise"], help=f"(default {d.mask_value})")
     add("--saliency-reduce", choices=["sum", "max"],
         help=f"channel reduction of |grad| (default {d.saliency_reduce})")
+    add("--saliency-every", type=int, metavar="K",
+        help=f"guided modes: compute the saliency every K steps and mask the steps between by the "
+             f"last one's batch-mean map, an approximation that saves the input backward on K-1 of "
+             f"K steps (default {d.saliency_every}: every step, the paper)")
     add("--dropout", type=float, help=f"(default {d.dropout})")
     add("--pact-alpha-init", type=float, help=f"(default {d.pact_alpha_init})")
     add("--alpha-init-percentile", type=float,

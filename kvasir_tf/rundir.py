@@ -196,10 +196,12 @@ def reusable(run_dir, config) -> bool:
     stored = read_config(run_dir)
     relu6 = config.spec.activation != "pact"  # then PACT-only fields (absent from older runs) do not count
     plain = not config.spec.guided  # nor do fields of the saliency-guided step
-    names = [f.name for f in dataclasses.fields(config) if f.name in _fields(config, (LEARN, SCHEDULE))
-             and not (relu6 and f.metadata.get("pact_only"))
-             and not (plain and f.metadata.get("guided_only"))]
-    differ = {n: (stored.get(n), getattr(config, n)) for n in names if stored.get(n) != getattr(config, n)}
+    fields = [f for f in dataclasses.fields(config) if f.name in _fields(config, (LEARN, SCHEDULE))
+              and not (relu6 and f.metadata.get("pact_only"))
+              and not (plain and f.metadata.get("guided_only"))]
+    # a field newer than the run: the run had the behaviour its default keeps
+    was = {f.name: stored.get(f.name, f.default) for f in fields}
+    differ = {n: (v, getattr(config, n)) for n, v in was.items() if v != getattr(config, n)}
     if differ:
         raise KvasirError(f"{run_dir} was trained with other settings {differ}; pass a new --out "
                           "or --retrain")

@@ -15,7 +15,8 @@ callbacks, metrics and progress bars keep working. One guided step:
    (weights and PACT alphas).
 
 Cost, by operation count: plain step = 1 forward + 1 backward; guided step = 2 forwards +
-1 input-only backward + 1 backward through both passes (~2.3x). ``lambda2 > 0`` records the
+1 input-only backward + 1 backward through both passes (~2.3x; what each part measures is in
+the README, "Step cost", by ``tools/profile_train_step.py``). ``lambda2 > 0`` records the
 input backward on the weight tape (double backprop): a further backward-of-backward, measured
 2.4x the guided step's time and 2.5x its peak memory (float SGT, MobileNetV2 1.0, 224 px, batch
 32, CPU; tools/benchmark_train.py ``sgt-pact-qat-l2`` measures the QAT model's). QAT models
@@ -63,6 +64,13 @@ class SaliencyGuidedModel(tf.keras.Model):
             channels' evidence and is noisier.
         eps_momentum: smoothing of the threshold (scope "batch" only); 0 (default) = each
             batch's own quantile.
+        saliency_every: K = 1 (default, the paper): S from every batch's own input gradient.
+            K > 1 (stale saliency, an approximation): S is computed at every K-th optimizer
+            step; steps between reuse the batch-mean S of the last such step for every image.
+            An image's own old S cannot be reused: batches are shuffled, so a stored per-image
+            map belongs to another image; the batch mean is where the model looks in general,
+            valid for any batch. Saves the input backward on K-1 of K steps (README, "Step
+            cost"); not with ``lambda2 > 0``, whose term needs the current S.
 
     Deviation from the paper (Algorithm 2, line 12): there eps is updated by a gradient of
     the masked fraction w.r.t. eps, which is zero almost everywhere (the fraction is a step
@@ -95,7 +103,7 @@ class SaliencyGuidedModel(tf.keras.Model):
 
     def __init__(self, model, *, guided=True, lambda1=1.0, lambda2=0.0, mask_fraction=0.5,
                  mask_scope="image", mask_value="neutral", saliency_reduce="sum",
-                 eps_momentum=0.0, name=None, **kwargs):
+                 eps_momentum=0.0, saliency_every=1, name=None, **kwargs):
         super().__init__(name=name or f"sgt_{model.name}", **kwargs)
         if mask_value not in MASK_VALUES:
             raise KvasirError(f"mask_value={mask_value!r} is not one of {MASK_VALUES}: "
@@ -115,6 +123,11 @@ class SaliencyGuidedModel(tf.keras.Model):
                               "batch: use it with mask_scope='batch'")
         if float(lambda1) < 0 or float(lambda2) < 0:
             raise KvasirError(f"lambda1={lambda1}, lambda2={lambda2} must be >= 0")
+        if isinstance(saliency_every, bool) or int(saliency_every) != saliency_every or saliency_every < 1:
+            raise KvasirError(f"saliency_every={saliency_every} must be an integer >= 1")
+        if saliency_every > 1 and float(lambda2) > 0:
+            raise KvasirError(f"saliency_every={saliency_every} reuses an old saliency map, which the "
+                              f"L1 term (lambda2={lambda2}) cannot differentiate: use one of them")
         self.model = model
         self.guided = bool(guided)
         self.lambda1 = float(lambda1)
@@ -124,6 +137,16 @@ class SaliencyGuidedModel(tf.keras.Model):
         self.mask_value = mask_value
         self.saliency_reduce = saliency_reduce
         self.eps_momentum = float(eps_momentum)
+        self.saliency_every = int(saliency_every)
+        if self.saliency_every > 1:
+            size = tuple(model.input_shape[1:3])
+            if None in size:
+                raise KvasirError("saliency_every > 1 needs a model with a fixed input size")
+            # The last refresh's batch-mean saliency map; -1 = none yet. Per replica.
+            self._stale_map = tf.Variable(
+                tf.fill(size, -1.0), trainable=False, name="stale_saliency",
+                synchronization=tf.VariableSynchronization.ON_READ,
+                aggregation=tf.VariableAggregation.MEAN)
         # -1 = not yet initialised (saliency is >= 0, so a negative eps masks nothing).
         self.eps = tf.Variable(-1.0, trainable=False, dtype=tf.float32, name="saliency_eps",
                                synchronization=tf.VariableSynchronization.ON_WRITE,
@@ -163,6 +186,30 @@ class SaliencyGuidedModel(tf.keras.Model):
         return list(self._trackers.values()) + list(extra)
 
     # -- pieces of the step -------------------------------------------------------------
+    def _saliency(self, tape, input_tape, ce_scaled, x, global_batch):
+        """S [B, H, W] from the clean pass's input tape; on the weight tape only when the L1
+        term needs its second derivative. With ``saliency_every`` K > 1, steps between
+        refreshes reuse the last refresh's batch-mean map (class docstring)."""
+        def fresh():
+            return self._reduce_saliency(input_tape.gradient(ce_scaled, x) * global_batch)
+
+        if self.lambda2 > 0:
+            return fresh()
+        with tape.stop_recording():
+            if self.saliency_every == 1:
+                return fresh()
+
+            def refreshed():
+                s = fresh()
+                with tf.control_dependencies([self._stale_map.assign(tf.reduce_mean(s, axis=0))]):
+                    return tf.identity(s)
+
+            def stale():
+                return tf.broadcast_to(self._stale_map, tf.shape(x)[:3])
+
+            due = tf.equal(self.optimizer.iterations % self.saliency_every, 0)
+            return tf.cond(tf.logical_or(due, self._stale_map[0, 0] < 0.0), refreshed, stale)
+
     def _reduce_saliency(self, grad):
         a = tf.abs(grad)
         if self.saliency_reduce == "sum":
@@ -172,16 +219,17 @@ class SaliencyGuidedModel(tf.keras.Model):
     def _ranked(self, rows, k):
         """Per row of ``rows`` [R, N]: the ``k`` least salient pixels, ties broken at random.
 
-        Each pixel's sort key is its saliency's bits (monotone for S >= 0) above 32 random
-        bits, so one sort orders by saliency and shuffles ties; the k-th key is the row's
-        threshold and exactly k pixels (k + 1 only if two random draws collide at that key,
-        p ~ 1e-5) are masked. Returns (mask [R, N], the k-th smallest S of each row [R]).
+        Each pixel's key is its saliency's bits (monotone for S >= 0) above 32 random bits, so
+        the key order is the saliency order with ties shuffled; the k-th smallest key is the
+        row's threshold and exactly k pixels (k + 1 only if two random draws collide at that
+        key, p ~ 1e-5) are masked. The k-th key comes from one selection per row
+        (``NthElement``, linear time), not a sort: the same key, 3-4x cheaper (README, "Step
+        cost"). Returns (mask [R, N], the k-th smallest S of each row [R]).
         """
         bits = tf.cast(tf.bitcast(rows, tf.int32), tf.int64)
         noise = self.rng.uniform_full_int(tf.shape(rows), tf.int64) & 0xFFFFFFFF
         keys = bits * (1 << 32) + noise
-        ordered = tf.sort(keys, axis=-1)
-        kth = ordered[:, tf.maximum(k - 1, 0)][:, None]
+        kth = tf.raw_ops.NthElement(input=keys, n=tf.maximum(k - 1, 0))[:, None]
         mask = tf.logical_and(keys <= kth, k > 0)
         eps = tf.bitcast(tf.cast(kth[:, 0] // (1 << 32), tf.int32), tf.float32)
         return mask, eps
@@ -277,28 +325,26 @@ class SaliencyGuidedModel(tf.keras.Model):
             return self._log(values, y, y_pred, sample_weight)
 
         state = self.model.non_trainable_variables
+        global_batch = tf.cast(tf.shape(x)[0] * replicas, tf.float32)
         with tf.GradientTape() as tape:
             with tf.GradientTape(watch_accessed_variables=False) as input_tape:
                 input_tape.watch(x)
                 # Clean pass: BN uses batch statistics and updates the moving statistics
-                # (and QAT range EMAs) that inference uses.
-                y_pred = self.model(x, training=True)
-                ce_scaled = self.compiled_loss(y, y_pred, sample_weight)
-            # Saliency from the clean pass's tape; on the weight tape only when the L1
-            # term needs its second derivative.
-            global_batch = tf.cast(tf.shape(x)[0] * replicas, tf.float32)
-            if self.lambda2 > 0:
-                grad = input_tape.gradient(ce_scaled, x) * global_batch
-            else:
-                with tape.stop_recording():
-                    grad = input_tape.gradient(ce_scaled, x) * global_batch
-            s = self._reduce_saliency(grad)
-            x_masked, mask, eps = self._mask(tf.stop_gradient(x), tf.stop_gradient(s))
-            post_clean = [tf.identity(v) for v in state]
+                # (and QAT range EMAs) that inference uses. Its forward is also the loss's.
+                with tf.name_scope("clean_pass"):
+                    y_pred = self.model(x, training=True)
+                    ce_scaled = self.compiled_loss(y, y_pred, sample_weight)
+            with tf.name_scope("saliency"):
+                s = self._saliency(tape, input_tape, ce_scaled, x, global_batch)
+            with tf.name_scope("mask"):
+                x_masked, mask, eps = self._mask(tf.stop_gradient(x), tf.stop_gradient(s))
+            with tf.name_scope("snapshot"):
+                post_clean = [tf.identity(v) for v in state]
             # Masked pass: training-mode BN (batch statistics, like the clean pass); its
             # moving-statistic / quantizer-range updates are undone right after.
-            y_masked = self.model(x_masked, training=True)
-            with tape.stop_recording():
+            with tf.name_scope("masked_pass"):
+                y_masked = self.model(x_masked, training=True)
+            with tape.stop_recording(), tf.name_scope("restore"):
                 for v, value in zip(state, post_clean):
                     v.assign(value)
             kl_per = self._kl(y_pred, y_masked)
@@ -307,7 +353,8 @@ class SaliencyGuidedModel(tf.keras.Model):
             total = (ce_scaled + reg / replicas
                      + self.lambda1 * tf.nn.compute_average_loss(kl_per, sample_weight=sample_weight)
                      + self.lambda2 * tf.nn.compute_average_loss(l1_per, sample_weight=sample_weight))
-        self.optimizer.minimize(total, variables, tape=tape)
+        with tf.name_scope("weight_backward"):  # names the custom-gradient ops (profiling)
+            self.optimizer.minimize(total, variables, tape=tape)
         ce = ce_scaled * replicas
         kl = tf.reduce_mean(kl_per)
         l1 = tf.reduce_mean(l1_per)

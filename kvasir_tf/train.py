@@ -143,7 +143,8 @@ def _compile(config: TrainConfig, num_classes: int):
     model = build_model(config, num_classes)
     sgm = SaliencyGuidedModel(model, guided=spec.guided, lambda1=config.lambda1, lambda2=config.lambda2,
                               mask_fraction=config.mask_fraction, mask_scope=config.mask_scope,
-                              mask_value=config.mask_value, saliency_reduce=config.saliency_reduce)
+                              mask_value=config.mask_value, saliency_reduce=config.saliency_reduce,
+                              saliency_every=config.saliency_every)
     alphas = qat.pact_alphas(model)
     ratio = config.alpha_learning_rate / config.lr
     opt = AdamWithAlphaLR(config.lr, alpha_vars=alphas, alpha_lr_ratio=ratio)

@@ -59,7 +59,18 @@ def test_warmup_is_opt_in_and_only_for_guided_modes():
         C.TrainConfig(epochs=10, warmup_epochs=10).validate()
 
 
+def test_saliency_every_is_a_learning_setting_off_by_default():
+    assert cfg_from([]).saliency_every == 1
+    cfg = cfg_from(["--saliency-every", "4"])
+    assert cfg.saliency_every == 4 and C.dataclasses.asdict(cfg)["saliency_every"] == 4  # config.json
+    roles = {f.name: f.metadata for f in C.dataclasses.fields(C.TrainConfig)}
+    assert roles["saliency_every"]["role"] == rundir.LEARN and roles["saliency_every"]["guided_only"]
+    with pytest.raises(KvasirError, match="--lambda2 0"):
+        cfg_from(["--saliency-every", "4", "--lambda2", "1"]).validate()
+
+
 @pytest.mark.parametrize("flags,match", [
+    (["--saliency-every", "0"], "--saliency-every"),
     (["--mask-fraction", "1.5"], "--mask-fraction"),
     (["--bits", "9"], "--bits"),
     (["--epochs", "0"], "--epochs"),

@@ -1,17 +1,27 @@
 """Time one training step: plain float, SGT float, QAT, PACT-QAT and SGT-PACT-QAT, each SGT
-mode also with the saliency L1 term (lambda2 > 0: double backprop).
+mode also with the saliency L1 term (lambda2 > 0: double backprop) and with stale saliency.
 
 Each configuration runs in its own subprocess, so its peak memory (peak GPU memory from
 TensorFlow on a GPU, else the process's peak RSS) is its own. The step is Keras' compiled
 train function on a fixed batch, timed (median) after warm-up. Ratios are to the plain QAT step
-at the same size (the goal is SGT-PACT-QAT <= 2.5x, operation-count floor ~2.3x) and, for a
-``-l2`` row, to the same mode with lambda2 = 0 (the cost of the L1 term).
+at the same size and code (goals: SGT-PACT-QAT <= 2.3x at 96 px width 0.35, <= 2.0x at 224 px
+width 1.0) and, for a ``-l2`` row, to the same mode with lambda2 = 0 (the cost of the L1 term).
+
+``--baseline-tree DIR`` (a checkout of an older commit, e.g. ``git archive COMMIT | tar -x -C
+DIR``) times every configuration with that tree's ``kvasir_tf`` too, interleaved with this
+tree's run by run (``--repeats``), so before and after share the machine and its load; the table
+gives both, each as the median over repeats of per-process medians, and the load average. Beside
+wall time it gives the process's CPU time per step, which other processes on a loaded machine
+disturb far less (a ratio of CPU times compares work, not waiting for a core).
 
     python tools/benchmark_train.py                    # 96 and 224 px, alpha 1.0, batch 32
     python tools/benchmark_train.py --sizes 96 --steps 3 --alpha 0.35
+    python tools/benchmark_train.py --configs qat sgt-pact-qat --size-alpha 96:0.35 224:1.0 \
+        --baseline-tree /tmp/old --repeats 3
 """
 import argparse
 import json
+import os
 import statistics
 import subprocess
 import sys
@@ -22,50 +32,64 @@ ROOT = Path(__file__).resolve().parents[1]
 
 from kvasir_tf.errors import KvasirError, cli
 
-# name -> (activation, QAT scheme or None, SGT wrapper?, lambda2)
+# name -> (activation, QAT scheme or None, SGT wrapper?, lambda2, saliency_every)
 CONFIGS = {
-    "float": ("relu6", None, False, 0.0),
-    "sgt-float": ("relu6", None, True, 0.0),
-    "sgt-float-l2": ("relu6", None, True, 1e-3),
-    "qat": ("relu6", "default", False, 0.0),
-    "pact-qat": ("pact", "pact", False, 0.0),
-    "sgt-pact-qat": ("pact", "pact", True, 0.0),
-    "sgt-pact-qat-l2": ("pact", "pact", True, 10.0),
+    "float": ("relu6", None, False, 0.0, 1),
+    "sgt-float": ("relu6", None, True, 0.0, 1),
+    "sgt-float-l2": ("relu6", None, True, 1e-3, 1),
+    "qat": ("relu6", "default", False, 0.0, 1),
+    "pact-qat": ("pact", "pact", False, 0.0, 1),
+    "sgt-pact-qat": ("pact", "pact", True, 0.0, 1),
+    "sgt-pact-qat-l2": ("pact", "pact", True, 10.0, 1),
+    "sgt-pact-qat-every4": ("pact", "pact", True, 0.0, 4),   # stale saliency, K = 4
 }
 L2_SUFFIX = "-l2"  # a row with lambda2 > 0; its lambda2 = 0 twin is the name without it
 BASELINE = "qat"
+TREES = ("before", "after")  # --baseline-tree's kvasir_tf, this tree's
 NUM_CLASSES = 8
 
 
-def run_worker(name, size, alpha, batch, steps, warmup):
-    """Build one configuration, time its train step; returns a result dict."""
+def build_step(name, size, alpha, batch):
+    """One configuration's compiled train function and an endless fixed batch."""
     import numpy as np
     import tensorflow as tf
     from kvasir_tf.model import build_mobilenetv2
     from kvasir_tf.qat import apply_qat
     from kvasir_tf.saliency_training import SaliencyGuidedModel
 
-    activation, scheme, guided, lambda2 = CONFIGS[name]
+    activation, scheme, guided, lambda2, every = CONFIGS[name]
     model = build_mobilenetv2(size, NUM_CLASSES, alpha=alpha, activation=activation, seed=0)
     if scheme:
         model = apply_qat(model, scheme)
-    if guided:
-        model = SaliencyGuidedModel(model, lambda2=lambda2)
+    if guided:  # saliency_every only when set: an older tree's wrapper may not know it
+        model = SaliencyGuidedModel(model, lambda2=lambda2, **({"saliency_every": every} if every > 1 else {}))
     model.compile(tf.keras.optimizers.Adam(1e-4),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
+    # The fake-quant gradient train's steps use (kvasir_tf.train._compile); an older tree has
+    # no switch: its gradient was patched in at import.
+    from kvasir_tf import qat
+    if hasattr(qat, "twice_differentiable_steps"):
+        qat.twice_differentiable_steps(model)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (batch, size, size, 3)).astype("float32")
     y = rng.integers(0, NUM_CLASSES, batch).astype("int32")
-    data = iter(tf.data.Dataset.from_tensors((x, y)).repeat())
-    step = model.make_train_function()
-    times = []
+    return model.make_train_function(), iter(tf.data.Dataset.from_tensors((x, y)).repeat())
+
+
+def run_worker(name, size, alpha, batch, steps, warmup):
+    """Build one configuration, time its train step; returns a result dict."""
+    import tensorflow as tf
+
+    step, data = build_step(name, size, alpha, batch)
+    times, cpu = [], []
     t_trace = time.perf_counter()
     for i in range(warmup + steps):
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         logs = step(data)
         float(logs["loss"])  # waits for the device
         if i >= warmup:
             times.append(time.perf_counter() - t0)
+            cpu.append(time.process_time() - c0)
         if i == 0:
             t_trace = time.perf_counter() - t_trace
     gpus = tf.config.list_physical_devices("GPU")
@@ -78,56 +102,101 @@ def run_worker(name, size, alpha, batch, steps, warmup):
         kind = "rss_peak_mib"
     return {"config": name, "size": size, "alpha": alpha, "batch": batch, "steps": steps,
             "median_s": statistics.median(times), "min_s": min(times),
+            "cpu_median_s": statistics.median(cpu),
             "first_call_s": t_trace, "traces": int(step.experimental_get_tracing_count()),
-            "peak_mib": round(peak, 1), "memory": kind,
+            "peak_mib": round(peak, 1), "memory": kind, "load1": os.getloadavg()[0],
             "device": "GPU" if gpus else "CPU"}
 
 
-def run_config(name, size, args):
+def run_config(name, size, alpha, args, tree="after"):
+    root = ROOT if tree == "after" else args.baseline_tree.resolve()
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", name, "--sizes", str(size),
-           "--alpha", str(args.alpha), "--batch", str(args.batch), "--steps", str(args.steps),
+           "--alpha", str(alpha), "--batch", str(args.batch), "--steps", str(args.steps),
            "--warmup", str(args.warmup)]
-    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
+    env = dict(os.environ, PYTHONPATH=str(root))
+    proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env)
     lines = proc.stdout.strip().splitlines()
     if proc.returncode != 0 or not lines:
         tail = (proc.stderr.strip().splitlines() or ["no output"])[-1]
-        return {"config": name, "size": size, "error": tail}
-    return json.loads(lines[-1])
+        return {"config": name, "size": size, "alpha": alpha, "tree": tree, "error": tail}
+    return dict(json.loads(lines[-1]), tree=tree)
 
 
-def format_table(results):
-    rows = [f"{'config':<16} {'size':>4} {'step s':>8} {'x qat':>6} {'x l2=0':>7} {'peak MiB':>9}"]
-    times = {(r["config"], r["size"]): r["median_s"] for r in results if "median_s" in r}
-    nan = float("nan")
+def summarize(results):
+    """One row per (config, size, alpha, tree): medians over repeats, ratios within the tree."""
+    groups = {}
     for r in results:
-        if "error" in r:
-            rows.append(f"{r['config']:<16} {r['size']:>4}  error: {r['error']}")
+        groups.setdefault((r["config"], r["size"], r["alpha"], r["tree"]), []).append(r)
+    rows = []
+    for (name, size, alpha, tree), runs in groups.items():
+        ok = [r for r in runs if "median_s" in r]
+        if not ok:
+            rows.append({"config": name, "size": size, "alpha": alpha, "tree": tree,
+                         "error": runs[0]["error"]})
             continue
-        ratio = r["median_s"] / times.get((BASELINE, r["size"]), nan)
-        r["ratio_to_qat"] = round(ratio, 3)
-        l2_ratio = nan
+        rows.append({"config": name, "size": size, "alpha": alpha, "tree": tree, "n": len(ok),
+                     "step_s": statistics.median(r["median_s"] for r in ok),
+                     "cpu_s": statistics.median(r["cpu_median_s"] for r in ok),
+                     "runs_s": [round(r["median_s"], 4) for r in ok],
+                     "peak_mib": max(r["peak_mib"] for r in ok), "traces": ok[0]["traces"],
+                     "load1": [round(r["load1"], 2) for r in ok]})
+    times = {(r["config"], r["size"], r["alpha"], r["tree"]): r["step_s"] for r in rows if "step_s" in r}
+    cpu = {(r["config"], r["size"], r["alpha"], r["tree"]): r["cpu_s"] for r in rows if "step_s" in r}
+    nan = float("nan")
+    for r in rows:
+        if "step_s" not in r:
+            continue
+        key = (r["size"], r["alpha"], r["tree"])
+        r["ratio_to_qat"] = round(r["step_s"] / times.get((BASELINE, *key), nan), 3)
+        r["cpu_ratio_to_qat"] = round(r["cpu_s"] / cpu.get((BASELINE, *key), nan), 3)
         if r["config"].endswith(L2_SUFFIX):
-            l2_ratio = r["median_s"] / times.get((r["config"][:-len(L2_SUFFIX)], r["size"]), nan)
-            r["ratio_to_lambda2_0"] = round(l2_ratio, 3)
-        l2_text = f"{l2_ratio:>7.2f}" if l2_ratio == l2_ratio else f"{'':>7}"
-        rows.append(f"{r['config']:<16} {r['size']:>4} {r['median_s']:>8.3f} {ratio:>6.2f} "
-                    f"{l2_text} {r['peak_mib']:>9.0f}")
-    return "\n".join(rows)
+            r["ratio_to_lambda2_0"] = round(
+                r["step_s"] / times.get((r["config"][:-len(L2_SUFFIX)], *key), nan), 3)
+    return rows
+
+
+def format_table(rows):
+    out = [f"{'config':<20} {'size':>4} {'width':>5} {'code':<6} {'n':>2} {'step s':>7} {'x qat':>6} "
+           f"{'cpu s':>7} {'x qat':>6} {'x l2=0':>7} {'peak MiB':>9}  load1 min-max"]
+    for r in rows:
+        head = f"{r['config']:<20} {r['size']:>4} {r['alpha']:>5.2f} {r['tree']:<6}"
+        if "error" in r:
+            out.append(f"{head}  error: {r['error']}")
+            continue
+        l2 = r.get("ratio_to_lambda2_0")
+        l2_text = f"{l2:>7.2f}" if l2 is not None else f"{'':>7}"
+        out.append(f"{head} {r['n']:>2} {r['step_s']:>7.3f} {r['ratio_to_qat']:>6.2f} "
+                   f"{r['cpu_s']:>7.3f} {r['cpu_ratio_to_qat']:>6.2f} {l2_text} "
+                   f"{r['peak_mib']:>9.0f}  {min(r['load1']):.1f}-{max(r['load1']):.1f}")
+    return "\n".join(out)
 
 
 def parse_args(argv):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--sizes", type=int, nargs="+", default=[96, 224])
     p.add_argument("--alpha", type=float, default=1.0, help="MobileNetV2 width multiplier")
+    p.add_argument("--size-alpha", nargs="+", metavar="SIZE:WIDTH",
+                   help="(size, width) pairs instead of --sizes x --alpha, e.g. 96:0.35 224:1.0")
     p.add_argument("--batch", type=int, default=32)
     p.add_argument("--steps", type=int, default=5, help="timed steps (median) per configuration")
     p.add_argument("--warmup", type=int, default=2, help="untimed steps first (tracing)")
     p.add_argument("--configs", nargs="+", default=list(CONFIGS), choices=list(CONFIGS))
+    p.add_argument("--repeats", type=int, default=1, help="processes per configuration (median)")
+    p.add_argument("--baseline-tree", type=Path,
+                   help="also time every configuration with this checkout's kvasir_tf, interleaved")
     p.add_argument("--out", type=Path, default=ROOT / "bench_results" / "train_step.json")
     p.add_argument("--worker", choices=list(CONFIGS), help=argparse.SUPPRESS)
     args = p.parse_args(argv)
-    if args.steps < 1 or args.warmup < 1 or args.batch < 1:
-        raise KvasirError("--steps, --warmup and --batch must be >= 1")
+    if args.steps < 1 or args.warmup < 1 or args.batch < 1 or args.repeats < 1:
+        raise KvasirError("--steps, --warmup, --batch and --repeats must be >= 1")
+    if args.baseline_tree and not (args.baseline_tree / "kvasir_tf").is_dir():
+        raise KvasirError(f"--baseline-tree {args.baseline_tree}: no kvasir_tf/ there; make one with "
+                          f"git archive COMMIT | tar -x -C DIR")
+    try:
+        args.points = ([(int(a), float(b)) for a, b in (p.split(":") for p in args.size_alpha)]
+                       if args.size_alpha else [(size, args.alpha) for size in args.sizes])
+    except ValueError:
+        raise KvasirError(f"--size-alpha {args.size_alpha}: use SIZE:WIDTH, e.g. 96:0.35") from None
     return args
 
 
@@ -138,16 +207,22 @@ def main(argv=None) -> int:
         print(json.dumps(run_worker(args.worker, args.sizes[0], args.alpha, args.batch,
                                     args.steps, args.warmup)))
         return 0
+    trees = TREES if args.baseline_tree else TREES[1:]
     results = []
-    for size in args.sizes:
-        for name in args.configs:
-            r = run_config(name, size, args)
-            print(json.dumps(r), file=sys.stderr, flush=True)
-            results.append(r)
-    table = format_table(results)
+    for _ in range(args.repeats):   # interleaved: the load drifts over all trees alike
+        for size, alpha in args.points:
+            for name in args.configs:
+                for tree in trees:
+                    if tree == "before" and CONFIGS[name][4] > 1:
+                        continue  # stale saliency is new
+                    r = run_config(name, size, alpha, args, tree)
+                    print(json.dumps(r), file=sys.stderr, flush=True)
+                    results.append(r)
+    rows = summarize(results)
+    table = format_table(rows)
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    args.out.write_text(json.dumps({"results": results, "table": table}, indent=2) + "\n")
+    args.out.write_text(json.dumps({"rows": rows, "results": results, "table": table}, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 1 if any("error" in r for r in results) else 0
 

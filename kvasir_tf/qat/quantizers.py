@@ -11,7 +11,8 @@ quant keeps TensorFlow's own forward op (``tf.quantization.fake_quant_with_min_m
 converter reads its int8 ranges from) and gets, through ``tf.custom_gradient``, the same
 straight-through estimator as TensorFlow's gradient op, written as ``dy * inside`` with a
 constant 0/1 mask taken from that op: its derivative with respect to ``dy`` is the mask, so a
-second derivative exists.
+second derivative exists. The first derivative is TensorFlow's gradient op itself (one fused
+kernel for ``dy * inside`` and the two range sums); only a second derivative builds the masks.
 
 TF-MOT's quantizers (``LastValueQuantizer`` per-channel for Conv/Depthwise kernels and
 per-tensor for Dense, ``MovingAverageQuantizer`` and ``AllValuesQuantizer`` for activations,
@@ -76,17 +77,30 @@ def fake_quant_vars(x, lo, hi, num_bits=DEPLOY_BITS, narrow_range=False, per_cha
     stock_grad = (tf.quantization.fake_quant_with_min_max_vars_per_channel_gradient if per_channel
                   else tf.quantization.fake_quant_with_min_max_vars_gradient)
 
+    kw = dict(num_bits=num_bits, narrow_range=narrow_range)
+
+    @tf.custom_gradient
+    def _ste(dy, x, lo, hi):
+        """TensorFlow's gradient op, one fused kernel: (dy * inside, sum(dy * below),
+        sum(dy * above)); linear in dy, so its own derivative is the masks (double backprop)."""
+
+        def grad(d_dx, d_dlo, d_dhi):
+            inside = stock_grad(tf.ones_like(x), x, lo, hi, **kw)[0]
+            below, above = _split_by_sign(x, inside)
+            d_dy = d_dx * inside
+            for d, mask in ((d_dlo, below), (d_dhi, above)):
+                if d is not None:
+                    d_dy += d * mask   # per channel: [C] broadcasts over the last axis
+            return d_dy, None, None, None   # the masks are piecewise constant in x, lo, hi
+
+        return stock_grad(dy, x, lo, hi, **kw), grad
+
     @tf.custom_gradient
     def _fq(x, lo, hi):
-        y = fq(x, lo, hi, num_bits=num_bits, narrow_range=narrow_range)
+        y = fq(x, lo, hi, **kw)
 
         def grad(dy):
-            inside = tf.stop_gradient(stock_grad(tf.ones_like(x), x, lo, hi, num_bits=num_bits,
-                                                 narrow_range=narrow_range)[0])
-            below, above = _split_by_sign(x, inside)
-            axes = list(range(len(x.shape) - 1)) if per_channel else None
-            return (dy * inside, tf.reduce_sum(dy * below, axis=axes),
-                    tf.reduce_sum(dy * above, axis=axes))
+            return _ste(dy, x, lo, hi)
 
         return y, grad
 
