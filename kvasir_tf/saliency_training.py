@@ -20,7 +20,10 @@ the README, "Step cost", by ``tools/profile_train_step.py``). ``lambda2 > 0`` re
 input backward on the weight tape (double backprop): a further backward-of-backward, measured
 2.4x the guided step's time and 2.5x its peak memory (float SGT, MobileNetV2 1.0, 224 px, batch
 32, CPU; tools/benchmark_train.py ``sgt-pact-qat-l2`` measures the QAT model's). QAT models
-support it: every fake quant has a twice-differentiable gradient (:mod:`kvasir_tf.qat.quantizers`).
+support it inside :func:`kvasir_tf.qat.twice_differentiable_steps`, which ``kvasir_tf.train``
+applies to every step: there every fake quant has a twice-differentiable gradient
+(:mod:`kvasir_tf.qat.quantizers`); outside it TensorFlow's gradient drops the L1 term's paths
+through them.
 ``lambda2`` defaults to 0: on Kvasir-SEG patches lambda2 = 10 in the paper's model lowered mean|S|
 by 42 % but its test accuracy gain (0.780 vs 0.759, 3 of 141 images) is within noise (README).
 """
@@ -41,6 +44,9 @@ KL_EPSILON = 1e-7
 class SaliencyGuidedModel(tf.keras.Model):
     """Trains ``model`` with saliency-guided masking; ``guided=False`` gives the plain step.
 
+    Ten keyword options: each is one setting of Algorithm 2 that ``TrainConfig`` exposes as a
+    flag, and ``kvasir_tf.train`` passes them one for one; grouping them would only rename them.
+
     Args:
         model: flat Keras classifier taking raw pixels and returning softmax probabilities;
             float or TF-MOT QAT-wrapped. Save ``.model``, not the wrapper.
@@ -51,8 +57,8 @@ class SaliencyGuidedModel(tf.keras.Model):
             batch mean) where the paper writes the sum ``||S||_1``: ``lambda2 * mean|S|`` is
             the paper's ``(lambda2 / (H * W)) * ||S||_1`` per image, so one value means the
             same at every image size. It needs double backprop (a backward-of-backward); QAT
-            models have it too, since :mod:`kvasir_tf.qat.quantizers` gives every fake
-            quantizer a second derivative.
+            models have it when the steps run inside
+            :func:`kvasir_tf.qat.twice_differentiable_steps` (as training runs them).
         mask_fraction: target fraction of pixels masked (paper: 0.5), per image or per batch.
         mask_scope: "image" (default; each image loses exactly ``round(mask_fraction * H * W)``
             pixels) or "batch" (the batch does; single images range widely).

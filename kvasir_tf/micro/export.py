@@ -143,7 +143,10 @@ def export_micro(source, out_dir, board: str = "nano33ble", *, data_dir=None, im
     (then pass test ``images`` uint8 [N, S, S, 3], optionally ``labels``). ``per_tensor``: None,
     "all" or "pointwise" (see :mod:`.per_tensor`). TFLM's outputs must be within ``tflm_tolerance``
     int8 steps of LiteRT's reference kernels with the same top-1 on ``tflm_min_top1`` of the images
-    (``strict``: bit exact); see :func:`.tflm.gate`. Returns the summary."""
+    (``strict``: bit exact); see :func:`.tflm.gate`. Returns the summary.
+
+    More than eight options because each is one ``kvasir-micro`` flag the CLI passes through
+    one for one (and tests call with); a request object would only repeat the parser."""
     source, out_dir = Path(source), Path(out_dir)
     budgets.board_spec(board)
     existing = [p for p in _outputs(out_dir) if p.exists()]
