@@ -18,16 +18,21 @@ SOURCES = ("image_preprocess.cc", "top_k.cc", "serial_report.cc", "test/golden_t
 FRAME_SIZES = ((120, 160), (144, 176), (97, 130), (64, 80))   # QQVGA, QCIF, odd, smaller than 96
 
 
-@pytest.fixture(scope="module")
-def golden_test(tmp_path_factory):
+def host_build(tmp_path_factory, name, sources):
+    """``sources`` (paths under common/) built with the host g++ into an executable ``name``."""
     cxx = shutil.which("g++")
     if cxx is None:
         pytest.skip("no host g++: install it (apt-get install g++) to test microcontroller/common")
-    exe = tmp_path_factory.mktemp("cpp") / "golden_test"
+    exe = tmp_path_factory.mktemp("cpp") / name
     cmd = [cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{COMMON}",
-           *(str(COMMON / s) for s in SOURCES), "-o", str(exe)]
+           *(str(COMMON / s) for s in sources), "-o", str(exe)]
     subprocess.run(cmd, check=True, capture_output=True, text=True)
     return exe
+
+
+@pytest.fixture(scope="module")
+def golden_test(tmp_path_factory):
+    return host_build(tmp_path_factory, "golden_test", SOURCES)
 
 
 def real_rgb(shared_data, count):
@@ -142,14 +147,7 @@ def test_preprocessing_bit_exact_on_cortex_m4_under_qemu(golden_test_m4, shared_
 
 @pytest.fixture(scope="module")
 def confidence_test(tmp_path_factory):
-    cxx = shutil.which("g++")
-    if cxx is None:
-        pytest.skip("no host g++: install it (apt-get install g++) to test microcontroller/common")
-    exe = tmp_path_factory.mktemp("cpp_conf") / "confidence_test"
-    cmd = [cxx, "-std=c++17", "-O2", "-Wall", "-Wextra", "-Werror", f"-I{COMMON}",
-           str(COMMON / "confidence.cc"), str(COMMON / "test" / "confidence_test.cc"), "-o", str(exe)]
-    subprocess.run(cmd, check=True, capture_output=True, text=True)
-    return exe
+    return host_build(tmp_path_factory, "confidence_test", ("confidence.cc", "test/confidence_test.cc"))
 
 
 def test_temperature_and_abstain_equal_the_python_reference(confidence_test, tmp_path):
