@@ -215,8 +215,9 @@ def risk_coverage(probs, labels) -> dict:
 
 
 def threshold_for_accuracy(probs, labels, target: float = DEFAULT_TARGET_ACCURACY) -> dict:
-    """The lowest confidence threshold whose kept images reach ``target`` accuracy (the most
-    coverage that does), chosen on validation. ``threshold`` is None when no non-empty set of
+    """The confidence threshold whose kept images reach ``target`` accuracy with the most
+    coverage, chosen on validation: halfway between the last kept confidence and the next lower
+    one (the last kept one when every image is kept). ``threshold`` is None when no non-empty set of
     the most confident images reaches it: the device would then have to abstain on everything."""
     if not 0.0 < float(target) <= 1.0:
         raise KvasirError(f"target accuracy must be in (0, 1], got {target}")
@@ -225,7 +226,12 @@ def threshold_for_accuracy(probs, labels, target: float = DEFAULT_TARGET_ACCURAC
     if ok.size == 0:
         return {"target": float(target), "threshold": None, "coverage": 0.0, "accuracy": None}
     i = int(ok[-1])
-    return {"target": float(target), "threshold": float(rc["threshold"][i]),
+    # Halfway to the next lower confidence: the same images are kept on validation, and a device
+    # computing in float32 does not flip an image that sits exactly at the cut.
+    conf = rc["threshold"]
+    lower = conf[conf < conf[i]]
+    cut = float(conf[i]) if lower.size == 0 else float(conf[i] + lower[0]) / 2.0
+    return {"target": float(target), "threshold": cut,
             "coverage": float(rc["coverage"][i]), "accuracy": float(rc["accuracy"][i])}
 
 

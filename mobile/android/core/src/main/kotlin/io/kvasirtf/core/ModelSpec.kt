@@ -89,7 +89,7 @@ data class ModelSpec(
         }
         if (!(temperature > 0.0)) throw ModelError("sidecar output.temperature = $temperature must be > 0; re-run kvasir-convert")
         abstainBelow?.let {
-            if (it <= 0.0 || it >= 1.0) throw ModelError("sidecar output.abstain_below = $it must lie in (0, 1)")
+            if (it <= 0.0 || it > 1.0) throw ModelError("sidecar output.abstain_below = $it must lie in (0, 1]")
         }
         if (!Regex("[0-9a-f]{64}").matches(sha256)) throw ModelError("sidecar sha256 '$sha256' is not a sha256 hex digest")
     }
