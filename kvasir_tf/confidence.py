@@ -104,22 +104,26 @@ def figure_intervals(probs, labels, *, floor: float = FLOAT_PROB_FLOOR, bins: in
                      seed: int = BOOTSTRAP_SEED) -> dict:
     """{figure: (low, high)}: percentile bootstrap over the images, or over whole source images
     when ``groups`` (one id per image) is given, as ``kvasir_tf.stats`` does for MCC."""
-    from scipy.stats import bootstrap
     p, y = _check(probs, labels)
-    gi = _group_index(y.size, groups)
+    low, high = _bootstrap(y.size, groups, lambda idx: _figures(p[idx], y[idx], floor, bins),
+                           n_resamples, confidence, seed)
+    return {k: (float(lo), float(hi)) for k, lo, hi in zip(FIGURES, low, high)}
+
+
+def _bootstrap(n_images: int, groups, figures_of, n_resamples, confidence, seed) -> tuple:
+    """Percentile interval (low, high arrays) of ``figures_of(image indices)`` over resamples of
+    the images, or of whole groups of them (every image of a drawn group, as often as drawn)."""
+    from scipy.stats import bootstrap
+    gi = _group_index(n_images, groups)
     n_groups = int(gi.max()) + 1
-    images = np.arange(y.size)
+    images = np.arange(n_images)
 
     def statistic(drawn):
-        times = np.bincount(np.asarray(drawn, np.int64), minlength=n_groups)[gi]
-        idx = np.repeat(images, times)          # every image of a drawn group, as often as drawn
-        return _figures(p[idx], y[idx], floor, bins)
+        return figures_of(np.repeat(images, np.bincount(np.asarray(drawn, np.int64), minlength=n_groups)[gi]))
 
-    res = bootstrap((np.arange(n_groups),), statistic, vectorized=False,
-                    n_resamples=n_resamples, confidence_level=confidence, method="percentile",
-                    rng=seed)
-    low, high = res.confidence_interval
-    return {k: (float(lo), float(hi)) for k, lo, hi in zip(FIGURES, low, high)}
+    res = bootstrap((np.arange(n_groups),), statistic, vectorized=False, n_resamples=n_resamples,
+                    confidence_level=confidence, method="percentile", rng=seed)
+    return res.confidence_interval
 
 
 def reliability(probs, labels, bins: int = ECE_BINS) -> dict:
@@ -143,26 +147,18 @@ def paired_differences(probs_a, probs_b, labels, *, floor_a: float = FLOAT_PROB_
     """{figure: {"difference": b - a, "interval": [low, high]}} for two models on the SAME images:
     both are scored on each resample, so the interval is of the paired difference (narrower than
     comparing two separate intervals). An interval excluding 0 is a difference this test set sees."""
-    from scipy.stats import bootstrap
     pa, y = _check(probs_a, labels)
     pb, _ = _check(probs_b, labels)
     if pa.shape != pb.shape:
         raise KvasirError(f"paired figures need both models' outputs on the same images, got "
                           f"{pa.shape} and {pb.shape}")
-    gi = _group_index(y.size, groups)
-    n_groups = int(gi.max()) + 1
-    images = np.arange(y.size)
 
-    def statistic(drawn):
-        idx = np.repeat(images, np.bincount(np.asarray(drawn, np.int64), minlength=n_groups)[gi])
+    def difference(idx):
         return _figures(pb[idx], y[idx], floor_b, bins) - _figures(pa[idx], y[idx], floor_a, bins)
 
-    res = bootstrap((np.arange(n_groups),), statistic, vectorized=False, n_resamples=n_resamples,
-                    confidence_level=confidence, method="percentile", rng=seed)
-    point = _figures(pb, y, floor_b, bins) - _figures(pa, y, floor_a, bins)
-    low, high = res.confidence_interval
+    low, high = _bootstrap(y.size, groups, difference, n_resamples, confidence, seed)
     return {k: {"difference": float(d), "interval": [float(lo), float(hi)]}
-            for k, d, lo, hi in zip(FIGURES, point, low, high)}
+            for k, d, lo, hi in zip(FIGURES, difference(np.arange(y.size)), low, high)}
 
 
 # -- temperature scaling ----------------------------------------------------------------------
