@@ -231,6 +231,14 @@ class ComparisonPlan:
     jobs: int = 1
 
 
+def written(files: dict) -> list:
+    """Every file a comparison wrote (its ``files``), for the "wrote" lines."""
+    conf = files.get("confidence") or {}
+    return [files["markdown"], files["json"], *files["plots"],
+            *([files["alphas"]] if files.get("alphas") else []),
+            *([conf["json"], *conf["plots"]] if conf else [])]
+
+
 def run_comparison(out_dir, base: TrainConfig, plan: ComparisonPlan | None = None, **options) -> dict:
     """Train/reuse, convert, measure and report; returns {"rows", "headline", "files", "repeats"}.
 
@@ -357,7 +365,7 @@ def main(argv=None, prog="kvasir-compare") -> int:
         num_calibration=args.num_calibration, latency_runs=args.latency_runs, device_logs=logs,
         jobs=args.jobs))
     print(result["files"]["markdown"].read_text())
-    for f in [result["files"]["markdown"], result["files"]["json"], *result["files"]["plots"]]:
+    for f in written(result["files"]):
         print(f"wrote {f}")
     from kvasir_tf.explain.hook import saliency_summary
     print(saliency_summary(args.out))

@@ -61,7 +61,7 @@ def run_demo(out_dir="runs/demo", quick=False) -> dict:
                                     variants=QUICK_MODELS if quick else demo_models(), jobs=DEMO_JOBS)
     print("== 3/3 report")
     print(result["files"]["markdown"].read_text())
-    for f in [result["files"]["markdown"], result["files"]["json"], *result["files"]["plots"]]:
+    for f in compare.written(result["files"]):
         print(f"wrote {f}")
     from kvasir_tf.explain.hook import saliency_summary
     print(saliency_summary(out_dir, limit=DEMO_SALIENCY_LIMIT))

@@ -300,6 +300,7 @@ def test_cli_success_path_with_qat_flags_and_models(tmp_path, make_dataset_dir, 
     assert Path(qat["init_from"]) == out / "runs" / "float"
     written = [Path(line.split(" ", 1)[1]) for line in printed.splitlines() if line.startswith("wrote ")]
     assert out / "comparison.md" in written and all(p.is_file() for p in written)
+    assert {out / "confidence.json", out / "risk_coverage.png", out / "reliability_qat-int8.png"} <= set(written)
     # an unknown row is a one-line error before anything trains
     rc = compare.main(["--data-dir", str(data), "--models", "nope", "--out", str(tmp_path / "bad")])
     err = capsys.readouterr().err
