@@ -1,8 +1,9 @@
 """PACT: a ReLU with a learned clipping level alpha and k-bit quantized output (Choi et al. 2018).
 
 Forward: ``y = round(clip(x, 0, alpha) * (2^k - 1) / alpha) * alpha / (2^k - 1)``.
-The rounding is a straight-through estimator: dy/dx = 1 for 0 <= x < alpha, else 0;
-dy/dalpha = 1 where x >= alpha, else 0 (the PACT paper's gradient, eq. 3).
+The rounding is a straight-through estimator: dy/dx = 1 for 0 <= x <= alpha, else 0;
+dy/dalpha = 1 where x > alpha, else 0 (the PACT paper's gradient, eq. 3, which gives the single
+point x = alpha exactly to alpha instead of to x; a continuous pre-activation never sits on it).
 
 The forward is built from TensorFlow's 8-bit ``FakeQuantWithMinMaxVars`` op, which the TFLite
 converter turns into plain int8 tensors: one fake quant over [0, alpha] (min exactly 0 gives zero
@@ -13,8 +14,11 @@ exactly the formula for k in {2, 4} (2^k - 1 divides 255), within alpha/510 othe
 exactly 2^k levels. Deployment stays int8: the converter folds that second fake quant into the
 first, so an exported k < 8 model keeps the learned range [0, alpha] on the finer 8-bit grid
 (a 4-bit FakeQuant op, the obvious alternative, does not convert to int8 at all).
-The gradient is written out by hand (plain ops) so that double backprop -- needed by the
-saliency L1 term -- works, which TF's FakeQuant gradient op does not allow.
+The gradient is TensorFlow's fused fake-quant gradient op (one kernel for dx and the alpha sum,
+where a hand-written ``dy * (0 <= x < alpha)`` and ``sum(dy * (x >= alpha))`` took seven ops per
+layer and a fifth of a PACT-QAT training step); the fake quant is :mod:`kvasir_tf.fake_quant`'s,
+so double backprop -- needed by the saliency L1 term -- works inside its twice-differentiable block,
+which training enters.
 
 alpha is kept positive by a weight constraint (``MinValue(ALPHA_MIN)``, applied by every Keras
 optimizer after each update; no softplus reparametrisation, so alpha is the clipping level
@@ -28,11 +32,11 @@ and, fine-tuning from a float run, starts them at their layer's activation perce
 import tensorflow as tf
 
 from kvasir_tf.errors import KvasirError
+from kvasir_tf.fake_quant import DEPLOY_BITS, fake_quant_vars
 
 # Smallest clipping level alpha may take; a run whose alphas sit here has collapsed.
 ALPHA_MIN = 1e-2
 DEFAULT_BITS = 8
-DEPLOY_BITS = 8  # every exported tensor is int8
 MIN_BITS, MAX_BITS = 2, DEPLOY_BITS
 
 
@@ -48,26 +52,14 @@ def check_bits(bits) -> int:
 def pact_quantize(x, alpha, bits: int = DEFAULT_BITS):
     """PACT forward with the STE gradients of the paper; ``alpha`` is a scalar tensor."""
     bits = check_bits(bits)
-
-    @tf.custom_gradient
-    def _pact(x, alpha):
-        zero = tf.zeros_like(alpha)
-        y = tf.quantization.fake_quant_with_min_max_vars(
-            x, zero, alpha, num_bits=DEPLOY_BITS, narrow_range=False)
-        if bits < DEPLOY_BITS:  # a range that makes the 8-bit step alpha / (2^k - 1)
-            step_range = alpha * ((2 ** DEPLOY_BITS - 1) / (2 ** bits - 1))
-            y = tf.quantization.fake_quant_with_min_max_vars(
-                y, zero, step_range, num_bits=DEPLOY_BITS, narrow_range=False)
-
-        def grad(dy):
-            inside = tf.logical_and(x >= 0.0, x < alpha)
-            dx = dy * tf.cast(inside, dy.dtype)
-            dalpha = tf.reduce_sum(dy * tf.cast(x >= alpha, dy.dtype))
-            return dx, dalpha
-
-        return y, grad
-
-    return _pact(tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(alpha, tf.float32))
+    x = tf.convert_to_tensor(x, tf.float32)
+    alpha = tf.convert_to_tensor(alpha, tf.float32)
+    zero = tf.zeros_like(alpha)   # a constant: the op's gradient for it reaches nothing
+    y = fake_quant_vars(x, zero, alpha, DEPLOY_BITS)
+    if bits < DEPLOY_BITS:  # a range that makes the 8-bit step alpha / (2^k - 1); y is inside
+        # it, so its gradient passes dy on and adds nothing to alpha's
+        y = fake_quant_vars(y, zero, alpha * ((2 ** DEPLOY_BITS - 1) / (2 ** bits - 1)), DEPLOY_BITS)
+    return y
 
 
 @tf.keras.utils.register_keras_serializable(package="kvasir_tf")

@@ -1,14 +1,17 @@
 """The saliency-guided step and STE gradients as they were before they were made cheaper
-(commit a01c086), kept only so a test can show the cheaper versions train to the same weights.
+(commits a01c086 and beb07e7), kept only so a test can show the cheaper versions train to the
+same weights.
 
 ``ReferenceSaliencyGuidedModel`` is :class:`SaliencyGuidedModel` with the old guided step (mask
 threshold from a full sort of the keys); :func:`old_gradients` routes the fake quants through
-the old plain-op gradient (``dy * mask``, sums of masked products).
+the old plain-op gradient (``dy * mask``, sums of masked products); :func:`old_pact` gives PACT
+its old hand-written gradient and the QAT model its second fake quant after every PACT layer.
 """
 import contextlib
 
 import tensorflow as tf
 
+from kvasir_tf import pact
 from kvasir_tf.qat import quantizers as qz
 from kvasir_tf.saliency_training import SaliencyGuidedModel
 
@@ -97,3 +100,38 @@ def old_gradients():
         yield
     finally:
         qz.fake_quant_vars = saved
+
+
+def _old_pact_quantize(x, alpha, bits=8):
+    @tf.custom_gradient
+    def _pact(x, alpha):
+        zero = tf.zeros_like(alpha)
+        y = tf.quantization.fake_quant_with_min_max_vars(x, zero, alpha, num_bits=8)
+        if bits < 8:
+            y = tf.quantization.fake_quant_with_min_max_vars(
+                y, zero, alpha * (255 / (2 ** bits - 1)), num_bits=8)
+
+        def grad(dy):
+            inside = tf.logical_and(x >= 0.0, x < alpha)
+            return dy * tf.cast(inside, dy.dtype), tf.reduce_sum(dy * tf.cast(x >= alpha, dy.dtype))
+
+        return y, grad
+
+    return _pact(tf.convert_to_tensor(x, tf.float32), tf.convert_to_tensor(alpha, tf.float32))
+
+
+def _old_output_quantizer(self, inputs, training, weights, **kwargs):
+    alpha = tf.convert_to_tensor(self._pact.alpha)
+    return qz.fake_quant_vars(inputs, tf.zeros_like(alpha), alpha, 8, narrow_range=False)
+
+
+@contextlib.contextmanager
+def old_pact():
+    """Build and trace models inside the block to get the old PACT: its hand-written gradient
+    (seven plain ops) and, in a QAT model, a second fake quant over [0, alpha] after it."""
+    saved = pact.pact_quantize, qz.PACTOutputQuantizer.__call__
+    pact.pact_quantize, qz.PACTOutputQuantizer.__call__ = _old_pact_quantize, _old_output_quantizer
+    try:
+        yield
+    finally:
+        pact.pact_quantize, qz.PACTOutputQuantizer.__call__ = saved

@@ -25,10 +25,11 @@ def test_forward_and_both_gradients_2bit():
     w = [1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0]
     y, dx, dalpha = _fwd_grad(2, 3.0, xs, w)
     np.testing.assert_allclose(y, [0, 0, 0, 1, 2, 3, 3, 3], atol=1e-6)
-    # STE: dy/dx = 1 on [0, alpha), 0 below 0 and at/above alpha
-    np.testing.assert_allclose(dx, [0, 2, 3, 4, 5, 6, 0, 0])
-    # dy/dalpha = 1 where x >= alpha (x = 3.0 and 5.0)
-    assert dalpha == pytest.approx(7.0 + 8.0)
+    # STE: dy/dx = 1 on [0, alpha], 0 below 0 and above alpha; x = alpha exactly counts as
+    # inside (TensorFlow's fake-quant gradient; the paper gives that one point to alpha)
+    np.testing.assert_allclose(dx, [0, 2, 3, 4, 5, 6, 7, 0])
+    # dy/dalpha = 1 where x > alpha (x = 5.0)
+    assert dalpha == pytest.approx(8.0)
 
 
 def test_forward_4bit_matches_formula():

@@ -8,7 +8,7 @@ import tensorflow as tf
 from kvasir_tf.errors import KvasirError
 from kvasir_tf.qat import apply_qat, twice_differentiable_steps
 from kvasir_tf.saliency_training import SaliencyGuidedModel
-from tests.reference_sgt_step import ReferenceSaliencyGuidedModel, old_gradients
+from tests.reference_sgt_step import ReferenceSaliencyGuidedModel, old_gradients, old_pact
 from tests.test_saliency_training import colour_data, linear_model, tiny_cnn
 from tests.tiny_models import tiny_pact_cnn
 
@@ -66,6 +66,51 @@ def test_cheaper_gradients_train_to_the_old_weights_within_float_rounding():
     for a, b in zip(new[2], old[2]):
         assert a["masked_fraction"] == b["masked_fraction"]
         assert a["loss"] == pytest.approx(b["loss"], rel=1e-4)
+
+
+@pytest.mark.parametrize("lambda2", [0.0, 10.0])
+def test_fused_pact_gradient_trains_to_the_old_weights(lambda2):
+    """PACT's gradient as TensorFlow's fused fake-quant gradient op, and no second fake quant
+    after PACT in the QAT model, vs the old hand-written gradient and the second fake quant:
+    the per-pixel gradients are equal (a pre-activation exactly at alpha, where the two differ,
+    does not occur) and the forward is the same, so the weights agree to float rounding of the
+    alpha sums (bit-identical on the machine that wrote this; asserted within rtol 1e-5)."""
+    x, y = colour_data(8 * STEPS, size=SIZE, seed=6)
+    new = _train(SaliencyGuidedModel, x, y, lambda2=lambda2)
+    with old_pact():
+        old = _train(SaliencyGuidedModel, x, y, lambda2=lambda2)
+    for a, b in zip(new[0] + new[1], old[0] + old[1]):
+        np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-7)
+    for a, b in zip(new[2], old[2]):
+        assert a["masked_fraction"] == b["masked_fraction"]
+        assert a["loss"] == pytest.approx(b["loss"], rel=1e-5)
+    assert any(not np.allclose(a, b) for a, b in zip(new[0], _initial()))  # it trained
+
+
+def _training_graph_ops(x):
+    """Op types of one forward + weight gradient of a fresh tiny PACT-QAT model, traced here."""
+    model = apply_qat(tiny_pact_cnn(size=SIZE, seed=3), "pact")
+
+    @tf.function
+    def step(x):
+        with tf.GradientTape() as tape:
+            loss = tf.reduce_sum(model(x, training=True))
+        return tape.gradient(loss, model.trainable_variables)
+
+    return [op.type for op in step.get_concrete_function(tf.constant(x)).graph.get_operations()]
+
+
+def test_a_qat_pact_layer_is_one_fake_quant_each_way():
+    """One FakeQuant op per PACT layer forward (the old model had two) and one fused gradient
+    op backward, with none of the old gradient's plain ops."""
+    x, _ = colour_data(8, size=SIZE, seed=7)
+    n_pact = 2                                    # tiny_pact_cnn
+    new = _training_graph_ops(x)
+    with old_pact():
+        old = _training_graph_ops(x)
+    assert old.count("FakeQuantWithMinMaxVars") - new.count("FakeQuantWithMinMaxVars") == n_pact
+    assert new.count("FakeQuantWithMinMaxVarsGradient") == old.count("FakeQuantWithMinMaxVarsGradient")
+    assert "LogicalAnd" in old and "LogicalAnd" not in new
 
 
 def test_two_fits_do_not_retrace_the_step():
