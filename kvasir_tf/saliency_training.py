@@ -19,11 +19,10 @@ Cost, by operation count: plain step = 1 forward + 1 backward; guided step = 2 f
 the README, "Step cost", by ``tools/profile_train_step.py``). ``lambda2 > 0`` records the
 input backward on the weight tape (double backprop): a further backward-of-backward, measured
 2.4x the guided step's time and 2.5x its peak memory (float SGT, MobileNetV2 1.0, 224 px, batch
-32, CPU; tools/benchmark_train.py ``sgt-pact-qat-l2`` measures the QAT model's). QAT models
-support it inside :func:`kvasir_tf.qat.twice_differentiable_steps`, which ``kvasir_tf.train``
-applies to every step: there every fake quant has a twice-differentiable gradient
-(:mod:`kvasir_tf.qat.quantizers`); outside it TensorFlow's gradient drops the L1 term's paths
-through them.
+32, CPU; tools/benchmark_train.py ``sgt-pact-qat-l2`` measures the QAT model's). Such a step
+runs inside :func:`kvasir_tf.qat.twice_differentiable`, where every fake quant (TF-MOT's and
+PACT's) has a twice-differentiable gradient (:mod:`kvasir_tf.fake_quant`); TensorFlow's own
+gradient would drop the L1 term's paths through them.
 ``lambda2`` defaults to 0: on Kvasir-SEG patches lambda2 = 10 in the paper's model lowered mean|S|
 by 42 % but its test accuracy gain (0.780 vs 0.759, 3 of 141 images) is within noise (README).
 """
@@ -32,7 +31,7 @@ import tensorflow as tf
 
 from kvasir_tf.errors import KvasirError
 from kvasir_tf.preprocessing import NEUTRAL_PIXEL, PIXEL_MAX, PIXEL_MIN
-from kvasir_tf.qat import pact_alphas
+from kvasir_tf.qat import pact_alphas, twice_differentiable
 
 MASK_VALUES = ("neutral", "mean", "noise")
 SALIENCY_REDUCES = ("sum", "max")
@@ -56,9 +55,9 @@ class SaliencyGuidedModel(tf.keras.Model):
             over its H x W pixels of S, the RGB-summed |dCE/dX| in raw-pixel units; then the
             batch mean) where the paper writes the sum ``||S||_1``: ``lambda2 * mean|S|`` is
             the paper's ``(lambda2 / (H * W)) * ||S||_1`` per image, so one value means the
-            same at every image size. It needs double backprop (a backward-of-backward); QAT
-            models have it when the steps run inside
-            :func:`kvasir_tf.qat.twice_differentiable_steps` (as training runs them).
+            same at every image size. It needs double backprop (a backward-of-backward),
+            which the step gets through every fake quant by running inside
+            :func:`kvasir_tf.qat.twice_differentiable`.
         mask_fraction: target fraction of pixels masked (paper: 0.5), per image or per batch.
         mask_scope: "image" (default; each image loses exactly ``round(mask_fraction * H * W)``
             pixels) or "batch" (the batch does; single images range widely).
@@ -312,6 +311,14 @@ class SaliencyGuidedModel(tf.keras.Model):
 
     # -- steps ---------------------------------------------------------------------------
     def train_step(self, data):
+        if self.guided and not self._warmup and self.lambda2 > 0:
+            # The L1 term differentiates S again through every fake quant, PACT's included:
+            # the step asks for the twice-differentiable gradient itself, whoever calls it.
+            with twice_differentiable():
+                return self._train_step(data)
+        return self._train_step(data)
+
+    def _train_step(self, data):
         x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
         x = tf.cast(x, tf.float32)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync

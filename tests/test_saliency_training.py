@@ -321,6 +321,38 @@ def test_lambda2_trains_a_pact_qat_model_through_its_fake_quants():
                                    atol=1e-3 * np.abs(step).max())
 
 
+def test_lambda2_reaches_through_pact_without_a_block_around_the_step():
+    """A float PACT model trained with lambda2 > 0 by a caller that set up nothing: the step
+    enters the twice-differentiable block itself, so the L1 term's weight change is the double
+    backprop gradient through PACT's fake quants (TensorFlow's own gradient would drop it)."""
+    from kvasir_tf.qat.quantizers import twice_differentiable
+    x, y = colour_data(8, size=16, seed=14)
+    weights = tiny_pact_cnn().get_weights()
+
+    def fresh():
+        model = tiny_pact_cnn()
+        model.set_weights(weights)
+        return model
+
+    with twice_differentiable():
+        expected = _l1_weight_gradient(fresh(), x, y)
+    kernels = [i for i, g in enumerate(expected) if g.ndim >= 2]
+    lr, lam2, after = 1e-3, 1e5, []
+    for lam in (0.0, lam2):
+        model = fresh()
+        wrap(model, tf.keras.optimizers.SGD(lr), lambda1=0.0, lambda2=lam,
+             mask_fraction=0.0).train_on_batch(x, y)
+        after.append(model.get_weights())
+    model = fresh()
+    position = {id(w): i for i, w in enumerate(model.weights)}
+    trainable = [position[id(v)] for v in model.trainable_variables]
+    for i in kernels:
+        j, step = trainable[i], -lr * lam2 * expected[i]
+        assert np.abs(step).max() > 1e-4
+        np.testing.assert_allclose(after[1][j] - after[0][j], step, rtol=1e-2,
+                                   atol=1e-3 * np.abs(step).max())
+
+
 def test_pact_model_logs_mean_alpha():
     from kvasir_tf import model as model_mod
     model = model_mod.build_mobilenetv2(32, 3, alpha=0.35, activation="pact", dropout=0.0, seed=0)
