@@ -18,7 +18,7 @@ The gradient is TensorFlow's fused fake-quant gradient op (one kernel for dx and
 where a hand-written ``dy * (0 <= x < alpha)`` and ``sum(dy * (x >= alpha))`` took seven ops per
 layer and a fifth of a PACT-QAT training step); the fake quant is :mod:`kvasir_tf.fake_quant`'s,
 so double backprop -- needed by the saliency L1 term -- works inside its twice-differentiable block,
-which training enters.
+which the saliency-guided step enters when that term is on.
 
 alpha is kept positive by a weight constraint (``MinValue(ALPHA_MIN)``, applied by every Keras
 optimizer after each update; no softplus reparametrisation, so alpha is the clipping level
