@@ -280,6 +280,28 @@ def _l1_weight_gradient(model, x, y):
 
 
 
+def _assert_lambda2_moves_kernels_by(fresh, l1_gradient, x, y):
+    """One SGD step with lambda2 > 0, minus one with lambda2 = 0, moves every kernel by
+    -lr * lambda2 * ``l1_gradient`` (the step is called with no block around it). S is in
+    raw-pixel units (~1e-5 here): a large lambda2 makes its update measurable."""
+    lr, lam2, after = 1e-3, 1e5, []
+    for lam in (0.0, lam2):
+        model = fresh()
+        wrap(model, tf.keras.optimizers.SGD(lr), lambda1=0.0, lambda2=lam,
+             mask_fraction=0.0).train_on_batch(x, y)
+        after.append(model.get_weights())
+    model = fresh()
+    position = {id(w): i for i, w in enumerate(model.weights)}
+    trainable = [position[id(v)] for v in model.trainable_variables]
+    kernels = [i for i, g in enumerate(l1_gradient) if g.ndim >= 2]
+    assert kernels
+    for i in kernels:
+        j, step = trainable[i], -lr * lam2 * l1_gradient[i]
+        assert np.abs(step).max() > 1e-4
+        np.testing.assert_allclose(after[1][j] - after[0][j], step, rtol=1e-2,
+                                   atol=1e-3 * np.abs(step).max())
+
+
 def test_lambda2_trains_a_pact_qat_model_through_its_fake_quants():
     """The L1 term's weight gradient in a QAT model: with TensorFlow's own FakeQuant gradient
     ops every path through them is dropped (a different, wrong gradient); ours keep them,
@@ -303,22 +325,7 @@ def test_lambda2_trains_a_pact_qat_model_through_its_fake_quants():
     rel = [np.abs(ours[i] - stock[i]).max() / (np.abs(ours[i]).max() + 1e-12) for i in kernels]
     assert max(rel) > 0.05, rel                 # stock TF drops terms: the gradients differ
 
-    # S is in raw-pixel units (~1e-5 here): a large lambda2 makes its update measurable.
-    lr, lam2, after = 1e-3, 1e5, []
-    for lam in (0.0, lam2):
-        model = fresh()
-        with twice_differentiable():
-            wrap(model, tf.keras.optimizers.SGD(lr), lambda1=0.0, lambda2=lam,
-                 mask_fraction=0.0).train_on_batch(x, y)
-        after.append(model.get_weights())
-    model = fresh()
-    position = {id(w): i for i, w in enumerate(model.weights)}
-    trainable = [position[id(v)] for v in model.trainable_variables]
-    for i in kernels:
-        j, step = trainable[i], -lr * lam2 * ours[i]
-        assert np.abs(step).max() > 1e-4
-        np.testing.assert_allclose(after[1][j] - after[0][j], step, rtol=1e-2,
-                                   atol=1e-3 * np.abs(step).max())
+    _assert_lambda2_moves_kernels_by(fresh, ours, x, y)
 
 
 def test_lambda2_reaches_through_pact_without_a_block_around_the_step():
@@ -336,21 +343,7 @@ def test_lambda2_reaches_through_pact_without_a_block_around_the_step():
 
     with twice_differentiable():
         expected = _l1_weight_gradient(fresh(), x, y)
-    kernels = [i for i, g in enumerate(expected) if g.ndim >= 2]
-    lr, lam2, after = 1e-3, 1e5, []
-    for lam in (0.0, lam2):
-        model = fresh()
-        wrap(model, tf.keras.optimizers.SGD(lr), lambda1=0.0, lambda2=lam,
-             mask_fraction=0.0).train_on_batch(x, y)
-        after.append(model.get_weights())
-    model = fresh()
-    position = {id(w): i for i, w in enumerate(model.weights)}
-    trainable = [position[id(v)] for v in model.trainable_variables]
-    for i in kernels:
-        j, step = trainable[i], -lr * lam2 * expected[i]
-        assert np.abs(step).max() > 1e-4
-        np.testing.assert_allclose(after[1][j] - after[0][j], step, rtol=1e-2,
-                                   atol=1e-3 * np.abs(step).max())
+    _assert_lambda2_moves_kernels_by(fresh, expected, x, y)
 
 
 def test_pact_model_logs_mean_alpha():
