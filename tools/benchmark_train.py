@@ -29,6 +29,8 @@ disturb far less (a ratio of CPU times compares work, not waiting for a core).
         --baseline-tree /tmp/old --repeats 3 --paired
     python tools/benchmark_train.py --configs qat pact-qat pact-qat-forward pact-qat-input-grad \
         sgt-pact-qat --size-alpha 96:0.35 224:1.0 --paired
+    python tools/benchmark_train.py --configs qat sgt-pact-qat --size-alpha 224:1.0 --paired \
+        --one-pass-fake-quant-grad   # bound: what a fused fake-quant gradient kernel could give
 """
 import argparse
 import json
@@ -141,6 +143,30 @@ def pass_estimates(rows):
     return out
 
 
+def one_pass_fake_quant_gradient():
+    """A cost bound, not training: every activation fake quant's gradient (``FakeQuantWithMinMaxVars``,
+    PACT's and TF-MOT's; weights' per-channel ones stay) becomes one elementwise pass
+    (``Relu6Grad``: wrong values, no range sums), what a fused kernel for ``dy * inside`` and the
+    range sums could cost at best, in place of TensorFlow's gradient op. Both
+    paths are patched: TensorFlow's gradient op, which :mod:`kvasir_tf.fake_quant` calls as its
+    first derivative, and the op's registered gradient, through the forward."""
+    import tensorflow as tf
+    forward = tf.quantization.fake_quant_with_min_max_vars
+
+    def gradient(dy, x, lo, hi, num_bits=8, narrow_range=False, name=None):
+        return tf.raw_ops.Relu6Grad(gradients=dy, features=x), tf.zeros_like(lo), tf.zeros_like(hi)
+
+    def fake_quant(inputs, min, max, num_bits=8, narrow_range=False, name=None):  # noqa: A002
+        @tf.custom_gradient
+        def fq(x, lo, hi):
+            return (forward(x, lo, hi, num_bits=num_bits, narrow_range=narrow_range),
+                    lambda dy: gradient(dy, x, lo, hi))
+        return fq(inputs, min, max)
+
+    tf.quantization.fake_quant_with_min_max_vars = fake_quant
+    tf.quantization.fake_quant_with_min_max_vars_gradient = gradient
+
+
 def _peak_mib():
     import tensorflow as tf
     if tf.config.list_physical_devices("GPU"):
@@ -151,11 +177,14 @@ def _peak_mib():
     return round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1), "rss_peak_mib"  # KiB
 
 
-def run_worker(names, size, alpha, batch, steps, warmup):
+def run_worker(names, size, alpha, batch, steps, warmup, one_pass=False):
     """Build each configuration, warm it up, then time their train steps interleaved step by
     step (round r runs one step of each), so every configuration sees the same moments of the
     machine's load; returns one result dict per configuration."""
     import tensorflow as tf
+
+    if one_pass:
+        one_pass_fake_quant_gradient()
 
     built, out = [], {}
     for name in names:
@@ -166,7 +195,7 @@ def run_worker(names, size, alpha, batch, steps, warmup):
         peak, kind = _peak_mib()
         out[name] = {"config": name, "size": size, "alpha": alpha, "batch": batch, "steps": steps,
                      "warmup_s": time.perf_counter() - t0, "peak_mib": peak, "memory": kind,
-                     "configs_in_process": list(names)}
+                     "configs_in_process": list(names), "one_pass_fake_quant_grad": one_pass}
         built.append((name, step, data))
     times = {name: [] for name in names}
     cpu = {name: [] for name in names}
@@ -196,7 +225,7 @@ def run_config(names, size, alpha, args, tree="after"):
     root = ROOT if tree == "after" else args.baseline_tree.resolve()
     cmd = [sys.executable, str(Path(__file__).resolve()), "--worker", *names, "--sizes", str(size),
            "--alpha", str(alpha), "--batch", str(args.batch), "--steps", str(args.steps),
-           "--warmup", str(args.warmup)]
+           "--warmup", str(args.warmup)] + (["--one-pass-fake-quant-grad"] if args.one_pass_fake_quant_grad else [])
     env = dict(os.environ, PYTHONPATH=str(root))
     proc = subprocess.run(cmd, capture_output=True, text=True, cwd=root, env=env)
     lines = proc.stdout.strip().splitlines()
@@ -282,6 +311,9 @@ def parse_args(argv):
                         "turn: ratios to qat per round, robust to a machine whose load drifts")
     p.add_argument("--baseline-tree", type=Path,
                    help="also time every configuration with this checkout's kvasir_tf, interleaved")
+    p.add_argument("--one-pass-fake-quant-grad", action="store_true",
+                   help="a cost bound, not training: every activation fake quant's gradient is one "
+                        "elementwise pass, what a fused kernel could cost at best (gradient values are wrong)")
     p.add_argument("--out", type=Path, default=ROOT / "bench_results" / "train_step.json")
     p.add_argument("--worker", nargs="+", choices=[*CONFIGS, *PARTS], help=argparse.SUPPRESS)
     args = p.parse_args(argv)
@@ -303,7 +335,7 @@ def main(argv=None) -> int:
     args = parse_args(argv)
     if args.worker:
         print(json.dumps(run_worker(args.worker, args.sizes[0], args.alpha, args.batch,
-                                    args.steps, args.warmup)))
+                                    args.steps, args.warmup, args.one_pass_fake_quant_grad)))
         return 0
     trees = TREES if args.baseline_tree else TREES[1:]
     results = []
@@ -325,6 +357,8 @@ def main(argv=None) -> int:
         table += (f"\n{f['size']} px width {f['alpha']:.2f} {f['tree']}: the SGT step's passes (2 PACT-QAT "
                   f"steps + one input backward) = {f['passes_x_qat']:.2f}x qat; sgt-pact-qat "
                   f"{f['sgt_pact_qat_x_qat']:.2f}x = {100 * f['of_passes']:.0f} % of it")
+    if args.one_pass_fake_quant_grad:
+        table += "\nevery activation fake quant's gradient was one elementwise pass (a cost bound; wrong values)"
     print(table)
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps({"rows": rows, "pass_estimates": pass_estimates(rows), "results": results, "table": table}, indent=2) + "\n")
