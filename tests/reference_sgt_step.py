@@ -12,6 +12,7 @@ import contextlib
 import tensorflow as tf
 
 from kvasir_tf import pact
+from kvasir_tf.fake_quant import _split_by_sign
 from kvasir_tf.qat import quantizers as qz
 from kvasir_tf.saliency_training import SaliencyGuidedModel
 
@@ -81,7 +82,7 @@ def _old_fake_quant_vars(x, lo, hi, num_bits=8, narrow_range=False, per_channel=
         def grad(dy):
             inside = tf.stop_gradient(stock_grad(tf.ones_like(x), x, lo, hi, num_bits=num_bits,
                                                  narrow_range=narrow_range)[0])
-            below, above = qz._split_by_sign(x, inside)
+            below, above = _split_by_sign(x, inside)
             axes = list(range(len(x.shape) - 1)) if per_channel else None
             return (dy * inside, tf.reduce_sum(dy * below, axis=axes),
                     tf.reduce_sum(dy * above, axis=axes))
@@ -93,13 +94,14 @@ def _old_fake_quant_vars(x, lo, hi, num_bits=8, narrow_range=False, per_channel=
 
 @contextlib.contextmanager
 def old_gradients():
-    """Trace models inside the block to get the old fake-quant gradient."""
-    saved = qz.fake_quant_vars
-    qz.fake_quant_vars = _old_fake_quant_vars
+    """Trace models inside the block to get the old fake-quant gradient, in both places that
+    call the fake quant: PACT and the QAT scheme's quantizers (TF-MOT's included)."""
+    saved = pact.fake_quant_vars, qz.fake_quant_vars
+    pact.fake_quant_vars = qz.fake_quant_vars = _old_fake_quant_vars
     try:
         yield
     finally:
-        qz.fake_quant_vars = saved
+        pact.fake_quant_vars, qz.fake_quant_vars = saved
 
 
 def _old_pact_quantize(x, alpha, bits=8):

@@ -34,9 +34,8 @@ import functools
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.quantization.keras import quant_ops, quantizers
 
-from kvasir_tf.fake_quant import (DEPLOY_BITS, _split_by_sign, fake_quant_args,  # noqa: F401
-                                  fake_quant_vars, is_twice_differentiable,
-                                  twice_differentiable_block)
+from kvasir_tf.fake_quant import (DEPLOY_BITS, fake_quant_args, fake_quant_vars,
+                                  is_twice_differentiable, twice_differentiable_block)
 
 _STOCK = {"_FakeQuantWithMinMaxVars": quant_ops._FakeQuantWithMinMaxVars,
           "FixedQuantize": quant_ops.FixedQuantize}
