@@ -22,7 +22,7 @@ def _parser():
     gate = p.add_mutually_exclusive_group()
     gate.add_argument("--tflm-tolerance", type=int, default=TOLERANCE_STEPS, metavar="STEPS",
                       help="accept TFLM outputs this many int8 steps from LiteRT's reference kernels "
-                           f"(default {TOLERANCE_STEPS}: optimized board kernels differ by a step or two anyway)")
+                           f"(default {TOLERANCE_STEPS}: a board on an older TFLM computes MEAN up to 2 steps away)")
     p.add_argument("--tflm-min-top1", type=float, default=MIN_TOP1_AGREEMENT, metavar="FRACTION",
                    help=f"the fraction of test images whose top-1 must agree (default {MIN_TOP1_AGREEMENT})")
     gate.add_argument("--strict", action="store_true",

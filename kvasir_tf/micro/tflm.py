@@ -31,16 +31,22 @@ OP_RESOLVER_METHODS = {
 ARENA_MARGIN = 1.10
 ARENA_ROUND = 1024
 ARENA_ALIGN = 16
-# The export's gate (gate()): TFLM (reference kernels) against LiteRT's reference kernels. The two
-# round some requantizations differently (seen: 1 step on 1 of 48 images of the README's micro
-# recipe, 2 steps on 1 of 141), and a board's optimized kernels differ from the reference kernels by
-# a step or two again, so bit for bit is more than a board can promise; the top-1 is what it can.
+# The export's gate (gate()): TFLM (PyPI tflite-micro, reference kernels) against LiteRT's reference
+# kernels. The two round some requantizations differently (seen: 1 step on 1 of 48 images of the
+# micro recipe, 2 steps on 1 of 141, first at FULLY_CONNECTED). A board running the Arduino
+# library's older TFLM (tflite-micro-arduino-examples @ 7948b85e, TFLM sources of Feb 2023)
+# computes MEAN up to 2 steps away from both current runtimes, with CMSIS-NN and with that tree's
+# reference kernels alike (identical scores on 48 images, Cortex-M4 under QEMU, same top-1;
+# docs/devices.md). So bit for bit would promise more than such a board delivers; the top-1 is what
+# it does deliver.
 TOLERANCE_STEPS = 2            # outputs at most this many int8 steps apart ...
 MIN_TOP1_AGREEMENT = 1.0       # ... and the same top-1 on this fraction of the test images
 BOARD_KERNELS_NOTE = (
-    "a board runs optimized kernels (CMSIS-NN on the Nano 33 BLE Sense, ESP-NN on the ESP32-S3), which "
-    "differ from these reference kernels by a step or two (CMSIS-NN under QEMU: 1-2 int8 steps on 1-4 "
-    "of 8 scores, top-1 equal); check the board itself with python -m kvasir_tf.micro.serial_test")
+    "a board may run an older TFLM than this check: the Arduino library's (tflite-micro-arduino-examples, "
+    "TFLM of Feb 2023) computes MEAN up to 2 int8 steps away from current TFLM and LiteRT, with CMSIS-NN "
+    "and its reference kernels alike (identical scores under QEMU, same top-1), hence the default "
+    f"tolerance of {TOLERANCE_STEPS} steps with the same top-1; check the board itself with "
+    "python -m kvasir_tf.micro.serial_test")
 _PROBE = r"""
 import sys, numpy as np
 from tflite_micro.python.tflite_micro import runtime
@@ -197,7 +203,7 @@ def gate(check: dict, source, tolerance: int = TOLERANCE_STEPS, min_top1: float 
         raise KvasirError(
             f"{source}: TFLite Micro's top-1 differs from LiteRT's reference kernels on "
             f"{round((1 - check['top1_agreement']) * check['images'])} of {check['images']} test images "
-            f"(outputs up to {check['max_abs_diff']} int8 steps apart; a board's kernels differ more); "
+            f"(outputs up to {check['max_abs_diff']} int8 steps apart; a board may differ further); "
             f"nothing written (--tflm-min-top1 {agree:.3f} accepts it)")
     return dict(check, gate={"tolerance_steps": tolerance, "min_top1_agreement": min_top1, "strict": strict},
                 board_kernels=BOARD_KERNELS_NOTE)
