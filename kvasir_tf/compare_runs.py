@@ -213,18 +213,26 @@ def _train_in_worker(config: TrainConfig, log_path: str):
         sys.stderr.flush()
 
 
+def ready_runs(pending, todo: dict, configs: dict, finished) -> list:
+    """The ``pending`` runs that may start: the run each starts from is finished (or not being
+    trained). Costliest first: the longest chain (SGT, then SGT-PACT-QAT) sets the wall time."""
+    def parent(mode):
+        start = todo[mode].init_from
+        return next((n for n, c in configs.items() if start and c.out == start), None)
+    ready = [m for m in pending if parent(m) not in todo or parent(m) in finished]
+    return sorted(ready, key=lambda m: -train_cost(todo[m]))
+
+
 def _train_side_by_side(todo: dict, configs: dict, jobs: int, log_dir: Path, stages=None):
     """Train ``todo`` in up to ``jobs`` processes, each run after the run it starts from."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
     log_dir.mkdir(parents=True, exist_ok=True)
-    needs = {m: next((n for n, c in configs.items() if c.init_from and c.out == cfg.init_from), None)
-             for m, cfg in todo.items()}
     pending, running, finished = list(todo), {}, set()
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
     try:
         while pending or running:
-            for mode in [m for m in pending if needs[m] not in todo or needs[m] in finished]:
+            for mode in ready_runs(pending, todo, configs, finished):
                 if len(running) >= jobs:
                     break
                 pending.remove(mode)

@@ -253,6 +253,22 @@ def test_runs_trained_side_by_side_equal_runs_trained_one_after_another(tmp_path
     assert Path(rundir.read_config(two["float-ft"])["init_from"]) == two["float"]
 
 
+def test_a_run_starts_only_after_the_run_it_fine_tunes_and_the_costliest_first(tmp_path):
+    from kvasir_tf.compare_runs import ready_runs, run_configs
+    base = base_config({"data_dir": str(tmp_path), "epochs": 10})
+    configs = run_configs(tmp_path / "cmp", ["float", "sgt", "qat", "pact-qat", "sgt-pact-qat", "float-ft"],
+                          base, qat={"epochs": 6})
+    todo = dict(configs)
+    assert ready_runs(list(todo), todo, configs, set()) == ["sgt", "float"]      # SGT costs 2.3 float epochs
+    # SGT done, float still training: only SGT's fine-tuning may start, however cheap float's are
+    assert ready_runs(["qat", "pact-qat", "sgt-pact-qat", "float-ft"], todo, configs, {"sgt"}) == ["sgt-pact-qat"]
+    assert ready_runs(["qat", "pact-qat", "float-ft"], todo, configs, {"sgt", "float"}) == ["qat", "pact-qat",
+                                                                                        "float-ft"]
+    # a parent reused from an earlier comparison (not in todo) does not hold its children back
+    rest = {m: todo[m] for m in ("qat", "sgt-pact-qat")}
+    assert ready_runs(list(rest), rest, configs, set()) == ["sgt-pact-qat", "qat"]
+
+
 def test_a_run_failing_in_its_worker_is_a_one_line_error_naming_its_log(tmp_path):
     from kvasir_tf.compare_runs import run_configs, train_runs
     base = base_config({"data_dir": str(tmp_path / "missing"), "image_size": 32, "alpha": 0.35,
