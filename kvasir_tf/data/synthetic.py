@@ -33,12 +33,12 @@ from kvasir_tf.data.synthetic_render import CLASS_STYLE, MIN_SIZE, render
 
 log = logging.getLogger(__name__)
 
-DEMO_PER_CLASS = 60
+DEMO_PER_CLASS = 200
 DEMO_SIZE = 160
 STAMP_NAME = "_synthetic.json"
 NAME_PREFIX = "synth_"
 # Bump when the renderer changes so ensure_demo_data() regenerates stale demo folders.
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 JPEG_QUALITY = 92
 
 # ----------------------------------------------------------------------------- dataset

@@ -152,8 +152,8 @@ def _lumen(c: _Canvas, img: np.ndarray, cx: float, cy: float, radius: float, dep
 def _polyp(c: _Canvas, img, dyed: float = 0.0, flat: float = 1.0):
     """A raised rounded mass (optionally blue-dyed); returns (img, mask, height)."""
     rng = c.rng
-    cx, cy = _point(rng, 0.45)
-    rad = float(rng.uniform(0.16, 0.38))
+    cx, cy = _point(rng, 0.4)
+    rad = float(rng.uniform(0.22, 0.4))
     asp = float(rng.uniform(0.7, 1.3))
     r, th = c.polar(cx, cy)
     rot = float(rng.uniform(0, np.pi))
@@ -165,7 +165,7 @@ def _polyp(c: _Canvas, img, dyed: float = 0.0, flat: float = 1.0):
     height = np.sqrt(np.clip(1.0 - rn ** 2, 0, 1)) * rad * flat
     # Lobulated surface and pit pattern.
     height = height * (1.0 + 0.12 * c.noise(10) * inside)
-    shading = _shade(c, height, 0.9)
+    shading = _shade(c, height, 0.6)
     soft = cv2.GaussianBlur(inside.astype(np.float32), (0, 0), max(0.8, c.size / 120))
     surface = np.array([0.86, 0.46, 0.42], np.float32) + rng.normal(0, 0.04, 3).astype(np.float32)
     surface = surface * (1.0 + 0.08 * c.noise(14, 1))[..., None]
@@ -180,28 +180,28 @@ def _polyp(c: _Canvas, img, dyed: float = 0.0, flat: float = 1.0):
 
 
 def _render_polyps(c, img):
-    img, mask, height = _polyp(c, img, dyed=0.0 if c.rng.random() < 0.85 else float(c.rng.uniform(0.05, 0.2)))
+    img, mask, height = _polyp(c, img, dyed=0.0 if c.rng.random() < 0.85 else float(c.rng.uniform(0.05, 0.15)))
     return img, mask, height
 
 
 def _render_dyed_lifted(c, img):
-    return _polyp(c, img, dyed=float(c.rng.uniform(0.3, 0.85)), flat=float(c.rng.uniform(0.5, 1.0)))
+    return _polyp(c, img, dyed=float(c.rng.uniform(0.55, 0.9)), flat=float(c.rng.uniform(0.6, 1.0)))
 
 
 def _render_dyed_resection(c, img):
     """Blue-dyed flat area around a pale resection base with a whitish margin ring."""
     rng = c.rng
     cx, cy = _point(rng, 0.4)
-    rad = float(rng.uniform(0.2, 0.42))
+    rad = float(rng.uniform(0.28, 0.45))
     r, th = c.polar(cx, cy)
     rn = r / (rad * _wobble(c, th, 0.3))
     dye_area = np.clip(1.3 - rn, 0, 1) ** 0.7 * np.clip(0.55 + 0.5 * c.noise(6), 0, 1)
-    img = _blend(img, _DYE, dye_area * float(rng.uniform(0.4, 0.85)))
-    inner = float(rng.uniform(0.35, 0.7))
-    base = np.clip((inner - rn) / 0.15, 0, 1)  # resection base (wound)
-    wound = np.array([0.85, 0.62, 0.55], np.float32) + rng.normal(0, 0.04, 3).astype(np.float32)
-    img = _blend(img, wound, base * float(rng.uniform(0.5, 0.9)))
-    ring = np.exp(-((rn - inner) / 0.07) ** 2) * float(rng.uniform(0.45, 0.85))
+    img = _blend(img, _DYE, dye_area * float(rng.uniform(0.55, 0.9)))
+    inner = float(rng.uniform(0.45, 0.7))
+    base = np.clip((inner - rn) / 0.15, 0, 1)  # resection base (wound): pale, where a lifted polyp is blue
+    wound = np.array([0.9, 0.72, 0.66], np.float32) + rng.normal(0, 0.04, 3).astype(np.float32)
+    img = _blend(img, wound, base * float(rng.uniform(0.7, 0.95)))
+    ring = np.exp(-((rn - inner) / 0.1) ** 2) * float(rng.uniform(0.7, 0.95))
     img = _blend(img, [0.94, 0.88, 0.84], ring)
     height = -base * 0.03  # slight crater
     img = img * _shade(c, height, 0.5)[..., None]
@@ -215,7 +215,7 @@ def _zline(c: _Canvas, img):
     cx, cy = _point(rng, 0.35)
     rad = float(rng.uniform(0.3, 0.55))
     r, th = c.polar(cx, cy)
-    boundary = rad * _wobble(c, th, float(rng.uniform(0.15, 0.45)), harmonics=6)
+    boundary = rad * _wobble(c, th, float(rng.uniform(0.1, 0.3)), harmonics=6)
     d = (r - boundary) / rad  # >0 squamous side
     sq = _SQUAMOUS + rng.normal(0, 0.03, 3).astype(np.float32)
     col = _COLUMNAR + rng.normal(0, 0.03, 3).astype(np.float32)
@@ -234,14 +234,17 @@ def _render_zline(c, img):
 
 
 def _render_esophagitis(c, img):
-    """Red streaks and erosions radiating from the z-line into the squamous lining."""
+    """Red streaks and erosions radiating from the z-line into an inflamed squamous lining."""
     rng = c.rng
     img, band, (cx, cy, r, th, boundary) = _zline(c, img)
+    # Inflamed lining: the squamous side is redder than a normal z-line's, however many streaks.
+    squamous = np.clip((r - boundary) / 0.08 + 0.5, 0, 1)
+    img = _blend(img, [0.86, 0.45, 0.42], squamous * float(rng.uniform(0.25, 0.45)))
     streaks = np.zeros((c.size, c.size), np.uint8)
-    n = int(rng.integers(2, 7))
+    n = int(rng.integers(6, 12))
     for ang in rng.uniform(-np.pi, np.pi, n):
-        length = float(rng.uniform(0.12, 0.4))
-        width = float(rng.uniform(0.03, 0.08))
+        length = float(rng.uniform(0.3, 0.6))
+        width = float(rng.uniform(0.07, 0.13))
         br = float(np.median(boundary))
         bx, by = cx + np.cos(ang) * br, cy + np.sin(ang) * br
         tx, ty = bx + np.cos(ang) * length, by + np.sin(ang) * length
@@ -250,11 +253,11 @@ def _render_esophagitis(c, img):
                          c.to_px(bx - np.cos(ang) * 0.05, by - np.sin(ang) * 0.05)], np.int32)
         cv2.fillPoly(streaks, [poly], 255, cv2.LINE_AA)
     s = cv2.GaussianBlur(streaks.astype(np.float32) / 255.0, (0, 0), max(0.8, c.size / 100))
-    severity = float(rng.uniform(0.35, 0.9))
+    severity = float(rng.uniform(0.6, 1.0))
     img = _blend(img, [0.82, 0.22, 0.2], s * severity)
     # Fibrin-covered erosions inside some streaks.
-    erosion = s * (c.noise(12) > 1.0)
-    img = _blend(img, _FIBRIN, erosion * 0.6 * severity)
+    erosion = s * (c.noise(12) > 0.7)
+    img = _blend(img, _FIBRIN, erosion * 0.8 * severity)
     return img, streaks > 127, None
 
 
@@ -262,16 +265,16 @@ def _render_pylorus(c, img):
     """Dark round opening with radial folds converging onto it."""
     rng = c.rng
     cx, cy = _point(rng, 0.4)
-    rad = float(rng.uniform(0.06, 0.16))
+    rad = float(rng.uniform(0.09, 0.18))
     r, th = c.polar(cx, cy)
     rn = r / (rad * _wobble(c, th, 0.15))
     nfold = int(rng.integers(5, 10))
-    folds = (0.5 + 0.5 * np.cos(nfold * th + 0.6 * c.noise(3) * 3)) * np.exp(-(r - rad) / 0.35)
-    height = np.where(rn > 1, folds * 0.05, 0) + np.exp(-((rn - 1.3) / 0.35) ** 2) * 0.04
+    folds = (0.5 + 0.5 * np.cos(nfold * th + 0.6 * c.noise(3) * 3)) * np.exp(-(r - rad) / 0.45)
+    height = np.where(rn > 1, folds * 0.08, 0) + np.exp(-((rn - 1.3) / 0.35) ** 2) * 0.05
     img = img * _shade(c, height, 0.9)[..., None]
     img = _blend(img, [0.9, 0.55, 0.45], np.exp(-((rn - 1.25) / 0.3) ** 2) * 0.3)  # sphincter rim
     hole = np.clip((1.0 - rn) / 0.25 + 0.5, 0, 1)
-    img = img * (1.0 - float(rng.uniform(0.75, 0.92)) * hole[..., None])
+    img = img * (1.0 - float(rng.uniform(0.85, 0.95)) * hole[..., None])
     return img, rn < 1.05, None
 
 
@@ -284,7 +287,7 @@ def _render_cecum(c, img):
     rw = r * _wobble(c, th, 0.2)
     folds = (0.5 + 0.5 * np.cos(2 * np.pi * rw / period)) ** 2 * np.clip(r / 0.2, 0, 1)
     folds *= np.clip(0.6 + 0.6 * c.noise(4), 0, 1)  # folds fade in and out around the lumen
-    img = img * _shade(c, folds * float(rng.uniform(0.015, 0.035)), 1.0)[..., None]
+    img = img * _shade(c, folds * float(rng.uniform(0.03, 0.05)), 1.0)[..., None]
     # Appendiceal orifice: a crescent slit off-centre.
     ang = float(rng.uniform(-np.pi, np.pi))
     dist = float(rng.uniform(0.2, 0.55))
@@ -390,7 +393,8 @@ def render(class_name: str, size: int, rng: np.random.Generator) -> tuple[np.nda
     painter, tint, vessels, granular = CLASS_STYLE[class_name]
     img = _base_mucosa(c, tint, rng.uniform(*vessels), granular)
     if class_name not in ("normal-z-line", "esophagitis", "normal-cecum"):
-        img = _lumen(c, img, *_point(rng, 0.7), float(rng.uniform(0.15, 0.45)), float(rng.uniform(0.2, 0.8)))
+        # Soft and at most half dark: only the pylorus is a sharp, black opening.
+        img = _lumen(c, img, *_point(rng, 0.7), float(rng.uniform(0.15, 0.45)), float(rng.uniform(0.2, 0.5)))
     img, lesion, height = painter(c, img)
     # Illumination: global gain, colour temperature, vignetting from the scope's light.
     img = img * float(rng.uniform(0.72, 1.12)) * (1.0 + rng.normal(0, 0.05, 3)).astype(np.float32)
