@@ -364,7 +364,7 @@ def main(argv=None, prog="kvasir-compare") -> int:
         seeds=args.seeds, retrain=args.retrain, force_convert=args.force,
         num_calibration=args.num_calibration, latency_runs=args.latency_runs, device_logs=logs,
         jobs=args.jobs))
-    print(result["files"]["markdown"].read_text())
+    print("\n".join(report.screen_lines(report.read_screen(result["files"]["json"]))))
     for f in written(result["files"]):
         print(f"wrote {f}")
     from kvasir_tf.explain.hook import saliency_summary

@@ -37,6 +37,7 @@ PAIRS = (
     R.Pair(R.SGT_KERAS, R.SGT_PACT_QAT_INT8, "Table I: ours vs the SGT model"),
     R.Pair(R.SGT_FT_KERAS, R.SGT_PACT_QAT_INT8, "Table I at equal training budget"),
     R.Pair(R.FLOAT_KERAS, R.SGT_KERAS, "saliency-guided vs plain training"),
+    R.Pair(R.FLOAT_KERAS, R.SGT_PACT_QAT_INT8, "the paper's int8 model vs the float model"),
     *(R.Pair(keras, int8, "int8 vs its Keras model") for keras, int8 in R.QAT_PAIRS),
     R.Pair(R.FLOAT_KERAS, R.PTQ_INT8, "PTQ vs the float model"),
     R.Pair(R.PTQ_INT8, R.QAT_INT8, "PTQ vs QAT"),
@@ -187,10 +188,98 @@ def headline(rows: dict) -> dict:
     return out
 
 
-def _markdown(rows, title, context, heads, tests, summary, n_seeds) -> str:
+# The question a comparison answers, and the rows of its short summary (terminal and report.html).
+QUESTION = ("Does the paper's int8 model (saliency-guided training + PACT quantization-aware training) "
+            "keep the float model's accuracy at a fraction of its size and latency, and how does it "
+            "compare with plain post-training quantization (PTQ)?")
+# The float row: its float32 .tflite (size, latency) where converted, else a Keras float model.
+SUMMARY_FLOAT = (R.FLOAT, R.FLOAT_KERAS, R.SGT_KERAS)
+SUMMARY_ROWS = (R.PTQ_INT8, R.SGT_PACT_QAT_INT8)
+# The verdict's test: the paper's model against plain float training, else against its SGT model.
+VERDICT_PAIRS = ((R.FLOAT_KERAS, R.SGT_PACT_QAT_INT8), (R.SGT_KERAS, R.SGT_PACT_QAT_INT8))
+# Whose saliency maps the first screen quotes: the float model (Keras: it has gradients) and ours.
+SALIENCY_FLOAT = (R.FLOAT_KERAS, R.SGT_KERAS)
+SALIENCY_OURS = R.SGT_PACT_QAT_INT8
+SUMMARY_COLUMNS = (("accuracy", "test acc [95 %]", "{:.3f}"), ("size_kb", "file KB", "{:.1f}"),
+                   ("latency_1t_ms", "ms, 1 thread", "{:.2f}"),
+                   ("agreement_source", "same top-1 as its Keras model, % [95 %]", "{:.1f}"))
+
+
+def summary_rows(rows: dict) -> list:
+    """The float row, PTQ int8 and the paper's int8 model: those of them the comparison has."""
+    first = next((rows[r.name] for r in SUMMARY_FLOAT if r.name in rows), None)
+    return [r for r in (first, *(rows.get(r.name) for r in SUMMARY_ROWS)) if r is not None]
+
+
+def saliency_models(rows: dict) -> dict:
+    """{row name: label} of the float model and the paper's int8 model, those the comparison has."""
+    first = next((r for r in SALIENCY_FLOAT if r.name in rows), None)
+    return {r.name: rows[r.name].get("label", r.label) for r in (first, SALIENCY_OURS)
+            if r is not None and r.name in rows}
+
+
+def summary_table(rows: dict) -> dict:
+    """{"header", "rows"}: the summary's cells as strings (the same in the terminal and the report)."""
+    return {"header": ["model", *(h for _, h, _ in SUMMARY_COLUMNS)],
+            "rows": [[r["label"], *(cell(r, k, f) for k, _, f in SUMMARY_COLUMNS)] for r in summary_rows(rows)]}
+
+
+def verdict(rows: dict, tests: list) -> str | None:
+    """One sentence: what the paired test of the paper's model supports, and what int8 saves."""
+    by_pair = {(t["a"], t["b"]): t for t in tests}
+    t = next((by_pair[a.name, b.name] for a, b in VERDICT_PAIRS if (a.name, b.name) in by_pair), None)
+    if t is None:
+        return None
+    n = rows[t["b"]]["n"]
+    figures = (f"{t['accuracy_b']:.3f} vs {t['accuracy_a']:.3f}, {t['difference_points']:+.1f} points, "
+               f"McNemar p = {t['p_value']:.2g}")
+    if t["p_value"] >= 0.05:
+        text = f"{t['b_label']} and {t['a_label']} cannot be told apart on these {n} test images ({figures})"
+    else:
+        better = "more" if t["difference_points"] > 0 else "less"
+        text = f"{t['b_label']} is {better} accurate than {t['a_label']} on these {n} test images ({figures})"
+    f, ours = rows.get(R.FLOAT.name), rows[t["b"]]
+    if f and f.get("size_kb") and ours.get("size_kb"):
+        text += f"; its file is {f['size_kb'] / ours['size_kb']:.1f}x smaller than float32"
+        if f.get("latency_1t_ms") and ours.get("latency_1t_ms"):
+            text += f" and {f['latency_1t_ms'] / ours['latency_1t_ms']:.1f}x faster on this CPU"
+    return text + "."
+
+
+def first_screen(rows: dict, tests: list) -> dict:
+    """The comparison's first screen: the question, the short table and the verdict."""
+    return {"question": QUESTION, **summary_table(rows), "verdict": verdict(rows, tests)}
+
+
+def text_table(header, body) -> list:
+    """Plain columns for a terminal (Markdown pipes are noise there)."""
+    widths = [max(len(str(x)) for x in col) for col in zip(header, *body)]
+    fmt = lambda cells: "  ".join(str(c).ljust(w) if i == 0 else str(c).rjust(w)  # noqa: E731
+                                  for i, (c, w) in enumerate(zip(cells, widths))).rstrip()
+    return [fmt(header), *(fmt(r) for r in body)]
+
+
+def screen_lines(screen: dict, about=()) -> list:
+    """The first screen for a terminal: the question, ``about`` (what was trained on what), the
+    short table and the verdict."""
+    lines = [screen["question"], *about, "", *text_table(screen["header"], screen["rows"]), ""]
+    return lines + ([f"verdict: {screen['verdict']}"] if screen["verdict"] else [])
+
+
+def read_screen(json_path) -> dict:
+    """The first screen as ``comparison.json`` stores it."""
+    return json.loads(Path(json_path).read_text())["summary"]
+
+
+def _markdown(rows, title, context, heads, tests, summary, n_seeds, screen) -> str:
     context = dict(context or {})
     budget = context.pop("training budget", None)
-    md = [f"# {title}", ""]
+    md = [f"# {title}", "", screen["question"], ""]
+    if screen["rows"]:
+        md += ["| " + " | ".join(screen["header"]) + " |", "|---|" + "---:|" * (len(screen["header"]) - 1),
+               *("| " + " | ".join(r) + " |" for r in screen["rows"]), ""]
+    if screen["verdict"]:
+        md += [f"**{screen['verdict']}**", ""]
     if context:
         md += [f"- {k}: {v}" for k, v in context.items()] + [""]
     if budget:
@@ -227,10 +316,12 @@ def write_reports(rows: dict, out_dir, *, title="kvasir_tf comparison", context=
     heads, tests = headline(rows), paired_tests(rows)
     summary = seed_summary(repeats) if repeats and len(repeats) > 1 else None
     md_path = out / "comparison.md"
+    screen = first_screen(rows, tests)
     md_path.write_text(_markdown(rows, title, context, heads, tests, summary,
-                                 len(repeats) if repeats else 1))
+                                 len(repeats) if repeats else 1, screen))
     slim = {n: {k: v for k, v in r.items() if k not in PER_IMAGE_KEYS} for n, r in rows.items()}
-    doc = {"context": context or {}, "headline": heads, "rows": slim, "paired_tests": tests,
+    doc = {"summary": screen, "context": context or {}, "headline": heads, "rows": slim,
+           "paired_tests": tests,
            "paper_table1": {"dataset": PAPER_DATASET, "rows": list(PAPER_TABLE1), "note": PAPER_NOTE}}
     if summary:
         doc["seeds"] = summary

@@ -1,6 +1,7 @@
 """report.py: intervals in every table, the paper's Table I beside ours, McNemar for the paired
 rows, the seeds table, a readable JSON, and plots with error bars whose labels never overlap."""
 import json
+import re
 
 import numpy as np
 import pytest
@@ -82,7 +83,7 @@ def test_paired_tests_are_mcnemar_on_the_rows_present():
     pairs = [(t["a"], t["b"]) for t in tests]
     # Present pairs in PAIRS order; pairs with a missing row are left out.
     assert pairs == [("sgt-keras", "sgt-pact-qat-int8"), ("float-keras", "sgt-keras"),
-                     ("qat-keras", "qat-int8"), ("float-keras", "ptq-int8"), ("ptq-int8", "qat-int8"),
+                     ("float-keras", "sgt-pact-qat-int8"), ("qat-keras", "qat-int8"), ("float-keras", "ptq-int8"), ("ptq-int8", "qat-int8"),
                      ("float-ft-keras", "qat-int8")]
     for t in tests:
         want = stats.mcnemar_exact(LABELS, rows[t["a"]]["predictions"], rows[t["b"]]["predictions"])
@@ -188,3 +189,65 @@ def test_one_registry_of_rows_and_pairs_name_only_its_rows():
     for p in (*report.PAIRS, *study.PAIRS):
         assert R.BY_NAME[p.a.name] is p.a and R.BY_NAME[p.b.name] is p.b
     assert set(demo.QUICK_MODELS) | set(demo.DEMO_SKIPPED) <= set(R.BY_NAME)
+
+
+def _ours_right_on(rows, fraction):
+    """The paper's int8 row right on the first ``fraction`` of the images, wrong on the rest."""
+    right = np.arange(N) < int(fraction * N)
+    rows["sgt-pact-qat-int8"] = _row("sgt-pact-qat-int8", "sgt-pact-qat", "int8",
+                                     np.where(right, LABELS, 1 - LABELS), 500.0, 3.5, "SGT-PACT-QAT int8 (ours)")
+    return rows
+
+
+def test_first_screen_is_float_ptq_and_ours_with_intervals_and_a_verdict(tmp_path):
+    rows = _rows()
+    screen = report.first_screen(rows, report.paired_tests(rows))
+    assert [r[0] for r in screen["rows"]] == ["float32 TFLite", "PTQ int8", "SGT-PACT-QAT int8 (ours)"]
+    acc = rows["ptq-int8"]["accuracy"]
+    lo, hi = rows["ptq-int8"]["ci"]["accuracy"]
+    assert screen["rows"][1][1] == f"{acc:.3f} [{lo:.3f}, {hi:.3f}]" and screen["rows"][1][2] == "480.0"
+    t = next(t for t in report.paired_tests(rows) if (t["a"], t["b"]) == ("float-keras", "sgt-pact-qat-int8"))
+    assert t["p_value"] >= 0.05
+    assert screen["verdict"] == (
+        f"SGT-PACT-QAT int8 (ours) and float-keras cannot be told apart on these {N} test images "
+        f"({t['accuracy_b']:.3f} vs {t['accuracy_a']:.3f}, {t['difference_points']:+.1f} points, McNemar p = "
+        f"{t['p_value']:.2g}); its file is 3.0x smaller than float32 and 2.6x faster on this CPU.")
+    # the same screen opens comparison.json and comparison.md
+    files = report.write_reports(rows, tmp_path)
+    assert report.read_screen(files["json"]) == json.loads(json.dumps(screen))
+    md = files["markdown"].read_text().splitlines()
+    assert md[2] == report.QUESTION and f"**{screen['verdict']}**" in md[:12]
+
+
+@pytest.mark.parametrize("fraction, word", [(1.0, "more"), (0.3, "less")])
+def test_verdict_names_a_difference_the_test_finds(fraction, word):
+    rows = _ours_right_on(_rows(), fraction)
+    tests = report.paired_tests(rows)
+    t = next(t for t in tests if (t["a"], t["b"]) == ("float-keras", "sgt-pact-qat-int8"))
+    assert t["p_value"] < 0.05
+    assert report.verdict(rows, tests).startswith(
+        f"SGT-PACT-QAT int8 (ours) is {word} accurate than float-keras on these {N} test images")
+
+
+def test_without_a_float_run_the_screen_and_verdict_use_the_sgt_model():
+    rows = {k: v for k, v in _rows().items() if k in ("sgt-keras", "sgt-pact-qat-int8")}
+    tests = report.paired_tests(rows)
+    screen = report.first_screen(rows, tests)
+    assert [r[0] for r in screen["rows"]] == ["SGT float (Keras)", "SGT-PACT-QAT int8 (ours)"]
+    assert screen["rows"][0][2] == "-"                       # a checkpoint has no deployed file
+    assert "and SGT float (Keras) cannot be told apart" in screen["verdict"]
+    assert "smaller" not in screen["verdict"]                # no float32 file to compare with
+    assert report.saliency_models(rows) == {"sgt-keras": "SGT float (Keras)",
+                                            "sgt-pact-qat-int8": "SGT-PACT-QAT int8 (ours)"}
+    assert report.verdict({}, []) is None
+
+
+def test_terminal_table_aligns_its_columns():
+    screen = report.first_screen(_rows(), [])
+    lines = report.text_table(screen["header"], screen["rows"])
+    assert len(lines) == 4 and "|" not in "".join(lines)
+    # cells are separated by two spaces or more; every number column ends at one offset on every line
+    spans = [[(m.group(), m.end()) for m in re.finditer(r"\S+(?: \S+)*", line)] for line in lines]
+    assert [[c for c, _ in s] for s in spans] == [screen["header"], *screen["rows"]]
+    for col in range(1, len(screen["header"])):
+        assert len({s[col][1] for s in spans}) == 1, (col, lines)

@@ -8,10 +8,13 @@ import json
 from pathlib import Path
 
 REPORT_NAME = "report.html"
+COMPARISON_TITLE = "kvasir_tf comparison: float, PTQ int8 and QAT int8 models, their accuracy, size, speed and saliency maps"
+SALIENCY_TITLE = "kvasir_tf saliency report"
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f2f2f2}td:first-child,td:nth-child(2){text-align:left}img{max-width:100%;border:1px solid #ddd;margin:.5em 0}
-.note{color:#555;font-size:13px}"""
+.note{color:#555;font-size:13px}.question,.verdict{font-size:16px;max-width:900px}
+.verdict{background:#f4f8ff;border-left:4px solid #4a7bd0;padding:.5em 1em}"""
 
 
 def data_uri(png_path) -> str:
@@ -29,23 +32,53 @@ def _figure(title, png) -> str:
             f"<img alt=\"{html.escape(title)}\" src=\"{data_uri(png)}\"></figure>")
 
 
-def _comparison_section(folder: Path) -> str:
+def _comparison(folder) -> dict:
+    """kvasir-compare's comparison.json in ``folder`` ({} when there is none)."""
+    doc = Path(folder) / "comparison.json" if folder is not None else None
+    if doc is None or not doc.is_file():
+        return {}
+    try:
+        out = json.loads(doc.read_text())
+    except ValueError:
+        return {}
+    return out if isinstance(out, dict) else {}
+
+
+def _first_screen(comparison: dict, results) -> str:
+    """The question, what was compared, the short table, the verdict and the maps' pointing game."""
+    from kvasir_tf.explain import summary
+    from kvasir_tf.report import saliency_models
+    screen, ctx = comparison.get("summary") or {}, comparison.get("context") or {}
+    if not screen:
+        return ""
+    about = ", ".join(f"{k} {ctx[k]}" for k in ("data", "test images", "image_size", "width multiplier", "seed")
+                      if ctx.get(k) is not None)
+    parts = [f"<p class=question><b>The question.</b> {html.escape(screen['question'])}</p>"]
+    if about:
+        parts.append(f"<p class=note>{html.escape(about)}</p>")
+    if screen.get("rows"):
+        parts.append(_table(screen["header"], screen["rows"]))
+    if screen.get("verdict"):
+        parts.append(f"<p class=verdict><b>Verdict.</b> {html.escape(screen['verdict'])}</p>")
+    line = summary.pointing_line(results, saliency_models(comparison.get("rows") or {}))
+    if line:
+        parts.append(f"<p>{html.escape(line[0].upper() + line[1:])}.</p>")
+    return "".join(parts)
+
+
+def _comparison_section(folder: Path, comparison: dict) -> str:
     """The accuracy table and plots of kvasir-compare, when they are in the folder."""
     parts = []
-    doc = folder / "comparison.json"
-    if doc.is_file():
-        try:
-            rows = json.loads(doc.read_text()).get("rows", {})
-        except ValueError:
-            rows = {}
-        if isinstance(rows, dict) and rows:
-            cols = ("accuracy", "macro_sensitivity", "macro_specificity", "size_kb", "latency_1t_ms")
-            parts.append(_table(("model", *cols), [
-                (r.get("label", n), *(f"{r[c]:.3f}" if isinstance(r.get(c), (int, float)) else "" for c in cols))
-                for n, r in rows.items()]))
+    rows = comparison.get("rows") or {}
+    if isinstance(rows, dict) and rows:
+        cols = ("accuracy", "macro_sensitivity", "macro_specificity", "size_kb", "latency_1t_ms")
+        parts.append(_table(("model", *cols), [
+            (r.get("label", n), *(f"{r[c]:.3f}" if isinstance(r.get(c), (int, float)) else "" for c in cols))
+            for n, r in rows.items()]))
     for png in sorted(folder.glob("accuracy_vs_*.png")):
         parts.append(_figure(png.stem.replace("_", " "), png))
-    return ("<h2>Accuracy</h2>" + "".join(parts) + _confidence_section(folder, rows)) if parts else ""
+    return ("<h2>Every model: accuracy, size and latency</h2>" + "".join(parts)
+            + _confidence_section(folder, rows)) if parts else ""
 
 
 def _confidence_section(folder: Path, rows) -> str:
@@ -78,14 +111,21 @@ def _confidence_section(folder: Path, rows) -> str:
 
 
 def write_report(results, figures: dict, out_path, folder=None) -> Path:
-    """``figures``: {title: png path}; ``folder``: the comparison folder for the accuracy part."""
+    """``figures``: {title: png path}; ``folder``: the comparison folder, whose question, headline
+    and accuracy tables come first when it has a comparison.json."""
     from kvasir_tf.explain import summary
     img = results["images"]
-    parts = [f"<h1>Saliency report</h1><p class=note>{html.escape(str(results['folder']))}: "
-             f"{img['n']} images from {html.escape(img['source'])}, {img['with_masks']} with a lesion mask. "
-             f"{html.escape(' '.join(img.get('notes') or []))} Cells: mean [95 % bootstrap interval].</p>"]
-    if folder is not None:
-        parts.append(_comparison_section(Path(folder)))
+    comparison = _comparison(folder)
+    title = COMPARISON_TITLE if comparison else SALIENCY_TITLE
+    about_maps = (f"<p class=note>{html.escape(str(results['folder']))}: "
+                  f"{img['n']} images from {html.escape(img['source'])}, {img['with_masks']} with a lesion mask. "
+                  f"{html.escape(' '.join(img.get('notes') or []))} Cells: mean [95 % bootstrap interval].</p>")
+    parts = [f"<h1>{html.escape(title)}</h1>"]
+    if comparison:
+        parts += [_first_screen(comparison, results), _comparison_section(Path(folder), comparison),
+                  "<h2>Saliency maps</h2>", about_maps]
+    else:
+        parts.append(about_maps)
     loc = summary.localisation_rows(results)
     if loc:
         parts.append("<h2>Localisation</h2>" + _table(
@@ -104,7 +144,7 @@ def write_report(results, figures: dict, out_path, folder=None) -> Path:
              for n, m, v, cnt in fai]))
     if figures:
         parts.append("<h2>Figures</h2>" + "".join(_figure(t, p) for t, p in figures.items() if p))
-    doc = (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>Saliency report</title>"
+    doc = (f"<!DOCTYPE html><html lang=en><head><meta charset=utf-8><title>{html.escape(title)}</title>"
            f"<style>{STYLE}</style></head><body>{''.join(parts)}</body></html>\n")
     out_path = Path(out_path)
     out_path.write_text(doc, encoding="utf-8")

@@ -102,6 +102,19 @@ def headline(results, method=None) -> str:
     return "\n".join(lines)
 
 
+def pointing_line(results, labels: dict, method="occlusion") -> str | None:
+    """One line: the pointing game of the models ``labels`` names ({model: label}) against the
+    lesion masks, beside what a random peak scores (the masks' mean area)."""
+    loc = results["localisation"]
+    found = [(label, loc[n][method]) for n, label in labels.items() if method in loc.get(n, {})]
+    if not found:
+        return None
+    s0 = found[0][1]
+    return (f"saliency ({method} maps, {s0['pointing']['n']} test images with a lesion mask): the map's peak "
+            "lies on the lesion for " + ", ".join(f"{label} {format_ci(s['pointing'])}" for label, s in found)
+            + f"; a random peak would for {format_ci(s0['mask_fraction'])}")
+
+
 def write(results, out_dir) -> dict:
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
