@@ -283,8 +283,9 @@ def _one_seed(out_dir, base: TrainConfig, variants, plan: ComparisonPlan, *, tim
                           recipe=plan.recipe)
     n_tflite = sum(1 for v in variants if v.convert_mode)
     stages = Stages([(f"train {m}", 0.0 if not plan.retrain and rundir.reusable(Path(c.out), c)
-                      else train_cost(c) / jobs, None) for m, c in configs.items()]   # wall time: side by side
-                    + [("convert", n_tflite, CONVERT_SECONDS), ("measure", len(variants), MEASURE_SECONDS)])
+                      else train_cost(c), None) for m, c in configs.items()]
+                    + [("convert", n_tflite, CONVERT_SECONDS), ("measure", len(variants), MEASURE_SECONDS)],
+                    parallel=jobs)
     runs = train_runs(configs, retrain=plan.retrain, stages=stages, jobs=jobs, log_dir=out_dir / "logs")
     stages.start("convert")
     paths = convert_variants(runs, variants, out_dir / "models", num_calibration=plan.num_calibration,

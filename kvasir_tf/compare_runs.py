@@ -92,53 +92,57 @@ class Stages:
     """One progress line per stage, with the time so far and an estimate of what remains.
 
     A stage is ``(name, cost, seconds_per_unit)``; ``None`` seconds per unit (training, in epoch
-    units) are learned from the wall time and cost of the training stages done, so runs trained
-    side by side count at their real throughput and the estimate sharpens as the run goes on.
+    units) are learned from the finished training stages (each one's own wall time over its
+    cost), and ``parallel`` such stages run at once: what remains of them takes their summed cost
+    over ``parallel``, or the longest one, whichever is more.
     """
 
-    def __init__(self, stages):
+    def __init__(self, stages, parallel: int = 1):
         self.names = [s[0] for s in stages]
         self.costs = [float(s[1]) for s in stages]
         self.rates = [s[2] for s in stages]
+        self.parallel = max(1, int(parallel))
         self.t0 = time.monotonic()
         self.done = set()
         self._started = {}
-        self._learned = None          # (first start, cost done, last finish) of learned-rate stages
+        self._learned = [0.0, 0.0]    # wall seconds and cost of the finished learned-rate stages
 
     def start(self, name):
         i = self.names.index(name)
         now = time.monotonic()
-        if self._learned is None and self.rates[i] is None:
-            self._learned = (now, 0.0, now)
         left = self.seconds_left()
         eta = "estimate after the first stage" if left is None else f"about {_minutes(left)} left"
         print(f"[compare {i + 1}/{len(self.names)}] {name} (elapsed {_minutes(now - self.t0)}, {eta})", flush=True)
         self._started[name] = now
 
     def seconds_left(self):
-        learned = None
-        if self._learned and self._learned[1] > 0:
-            first, cost, last = self._learned
-            learned = (last - first) / cost
-        total = 0.0
+        seconds, cost = self._learned
+        learned = seconds / cost if cost > 0 else None
+        now = time.monotonic()
+        total, side_by_side = 0.0, []
         for name, cost, rate in zip(self.names, self.costs, self.rates):
             if name in self.done or cost == 0:
                 continue
-            if rate is None and learned is None:
+            if rate is not None:
+                total += cost * rate
+            elif learned is None:
                 return None
-            total += cost * (learned if rate is None else rate)
+            else:
+                side_by_side.append(max(0.0, cost * learned - (now - self._started.get(name, now))))
+        if side_by_side:
+            total += max(sum(side_by_side) / self.parallel, max(side_by_side))
         return total
 
     def finish(self, name=None) -> float:
         """Mark ``name`` (default: the last started) done; returns its seconds."""
         name = name or next(reversed(self._started))
         i = self.names.index(name)
-        now = time.monotonic()
+        seconds = time.monotonic() - self._started.pop(name)
         self.done.add(name)
-        if self.rates[i] is None and self._learned is not None:
-            first, cost, _ = self._learned
-            self._learned = (first, cost + self.costs[i], now)
-        return now - self._started.pop(name)
+        if self.rates[i] is None:
+            self._learned[0] += seconds
+            self._learned[1] += self.costs[i]
+        return seconds
 
 
 def _minutes(seconds: float) -> str:

@@ -281,20 +281,29 @@ def test_stage_estimate_learns_training_rate_and_uses_seconds_for_the_rest(monke
     from kvasir_tf import compare_runs
     clock = [0.0]
     monkeypatch.setattr(compare_runs.time, "monotonic", lambda: clock[0])
-    st = compare_runs.Stages([("train a", 10, None), ("train b", 5, None), ("convert", 2, 12.0)])
+    st = compare_runs.Stages([("train a", 10, None), ("train b", 20, None), ("train c", 30, None),
+                              ("convert", 2, 12.0)], parallel=2)
     st.start("train a")
     st.start("train b")                       # side by side with a
     assert st.seconds_left() is None          # no training rate yet
     clock[0] = 100.0
-    assert st.finish("train a") == 100.0
-    assert st.seconds_left() == pytest.approx(5 * 10.0 + 2 * 12.0)   # 10 s per unit learned
-    clock[0] = 130.0
-    st.finish("train b")                      # 15 units in 130 s of wall time
+    assert st.finish("train a") == 100.0      # 10 s per unit and job learned
+    # b has 100 s left, c 300 s: two at a time, c alone sets the time (not 400 / 2); then converting
+    assert st.seconds_left() == pytest.approx(300.0 + 2 * 12.0)
+    st.start("train c")
+    clock[0] = 150.0
+    assert st.seconds_left() == pytest.approx(250.0 + 24.0)
+    clock[0] = 240.0
+    st.finish("train b")                      # 240 s for 20 units: the rate follows (340 s for 30 units)
+    assert st.seconds_left() == pytest.approx(30 * 340.0 / 30 - 140.0 + 24.0)
+    clock[0] = 400.0
+    st.finish("train c")
     st.start("convert")
     assert st.seconds_left() == pytest.approx(24.0)
     out = capsys.readouterr().out.splitlines()
-    assert out[0] == "[compare 1/3] train a (elapsed 0m00s, estimate after the first stage)"
-    assert out[-1] == "[compare 3/3] convert (elapsed 2m10s, about 0m24s left)"
+    assert out[0] == "[compare 1/4] train a (elapsed 0m00s, estimate after the first stage)"
+    assert out[2] == "[compare 3/4] train c (elapsed 1m40s, about 5m24s left)"
+    assert out[-1] == "[compare 4/4] convert (elapsed 6m40s, about 0m24s left)"
 
 
 def test_cli_success_path_with_qat_flags_and_models(tmp_path, make_dataset_dir, capsys):
