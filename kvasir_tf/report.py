@@ -238,6 +238,10 @@ def verdict(rows: dict, tests: list) -> str | None:
     else:
         better = "more" if t["difference_points"] > 0 else "less"
         text = f"{t['b_label']} is {better} accurate than {t['a_label']} on these {n} test images ({figures})"
+    source = by_pair.get((R.SGT_KERAS.name, t["b"]))
+    if source is not None and source is not t:      # what int8 fine-tuning did, apart from SGT itself
+        text += (f"; against {source['a_label']}, the model it was fine-tuned from: "
+                 f"{source['difference_points']:+.1f} points, p = {source['p_value']:.2g}")
     f, ours = rows.get(R.FLOAT.name), rows[t["b"]]
     if f and f.get("size_kb") and ours.get("size_kb"):
         text += f"; its file is {f['size_kb'] / ours['size_kb']:.1f}x smaller than float32"

@@ -8,6 +8,7 @@ import pytest
 
 from kvasir_tf import config as C
 from kvasir_tf import demo
+from kvasir_tf.explain.metrics import format_ci
 
 
 @pytest.fixture
@@ -52,8 +53,11 @@ def test_quick_demo_trains_converts_and_reports(tiny_demo, capsys):
     table = [line for line in summary if line.startswith(("SGT float (Keras)  ", "SGT-PACT-QAT int8 (ours)  "))]
     assert [re.split(r"\s{2,}", line) for line in table] == screen["rows"]
     assert f"verdict: {screen['verdict']}" in summary and "and SGT float (Keras)" in screen["verdict"]
-    sal = next(s for s in summary if s.startswith("saliency (occlusion maps, "))
-    assert "lies on the lesion for SGT float (Keras) " in sal and ", SGT-PACT-QAT int8 (ours) " in sal
+    sal = next(s for s in summary if s.startswith("saliency (occlusion maps of test images with a lesion mask)"))
+    study = json.loads((tiny_demo / "runs/demo/explain/saliency.json").read_text())["localisation"]
+    for name, label in (("sgt-keras", "SGT float (Keras)"), ("sgt-pact-qat-int8", "SGT-PACT-QAT int8 (ours)")):
+        p = study[name]["occlusion"]["pointing"]
+        assert f"{label} {format_ci(p)} ({p['n']} images)" in sal, sal
     # report.html opens with what it is, the question and the headline, then the full tables
     from html import escape
     from kvasir_tf.explain.html import COMPARISON_TITLE

@@ -207,11 +207,14 @@ def test_first_screen_is_float_ptq_and_ours_with_intervals_and_a_verdict(tmp_pat
     lo, hi = rows["ptq-int8"]["ci"]["accuracy"]
     assert screen["rows"][1][1] == f"{acc:.3f} [{lo:.3f}, {hi:.3f}]" and screen["rows"][1][2] == "480.0"
     t = next(t for t in report.paired_tests(rows) if (t["a"], t["b"]) == ("float-keras", "sgt-pact-qat-int8"))
-    assert t["p_value"] >= 0.05
+    tab1 = next(t for t in report.paired_tests(rows) if (t["a"], t["b"]) == ("sgt-keras", "sgt-pact-qat-int8"))
+    assert t["p_value"] >= 0.05 and tab1["difference_points"] != t["difference_points"]
     assert screen["verdict"] == (
         f"SGT-PACT-QAT int8 (ours) and float-keras cannot be told apart on these {N} test images "
         f"({t['accuracy_b']:.3f} vs {t['accuracy_a']:.3f}, {t['difference_points']:+.1f} points, McNemar p = "
-        f"{t['p_value']:.2g}); its file is 3.0x smaller than float32 and 2.6x faster on this CPU.")
+        f"{t['p_value']:.2g}); against SGT float (Keras), the model it was fine-tuned from: "
+        f"{tab1['difference_points']:+.1f} points, p = {tab1['p_value']:.2g}; its file is 3.0x smaller than "
+        "float32 and 2.6x faster on this CPU.")
     # the same screen opens comparison.json and comparison.md
     files = report.write_reports(rows, tmp_path)
     assert report.read_screen(files["json"]) == json.loads(json.dumps(screen))

@@ -10,6 +10,12 @@ from pathlib import Path
 REPORT_NAME = "report.html"
 COMPARISON_TITLE = "kvasir_tf comparison: float, PTQ int8 and QAT int8 models, their accuracy, size, speed and saliency maps"
 SALIENCY_TITLE = "kvasir_tf saliency report"
+# What the comparison ran on (its context), and the columns of its every-model table.
+ABOUT = (("data", "data {}"), ("test images", "{} test images"), ("image_size", "{} px"),
+         ("width multiplier", "MobileNetV2 width {}"), ("seed", "seed {}"))
+EVERY_MODEL = (("accuracy", "test acc", "{:.3f}"), ("macro_sensitivity", "sensitivity", "{:.3f}"),
+               ("macro_specificity", "specificity", "{:.3f}"), ("size_kb", "file KB", "{:.1f}"),
+               ("latency_1t_ms", "ms, 1 thread", "{:.2f}"))
 STYLE = """body{font-family:system-ui,sans-serif;margin:2em;max-width:1200px;color:#222}
 table{border-collapse:collapse;margin:1em 0;font-size:13px}th,td{border:1px solid #ccc;padding:3px 7px;text-align:right}
 th{background:#f2f2f2}td:first-child,td:nth-child(2){text-align:left}img{max-width:100%;border:1px solid #ddd;margin:.5em 0}
@@ -51,8 +57,7 @@ def _first_screen(comparison: dict, results) -> str:
     screen, ctx = comparison.get("summary") or {}, comparison.get("context") or {}
     if not screen:
         return ""
-    about = ", ".join(f"{k} {ctx[k]}" for k in ("data", "test images", "image_size", "width multiplier", "seed")
-                      if ctx.get(k) is not None)
+    about = ", ".join(f.format(ctx[k]) for k, f in ABOUT if ctx.get(k) is not None)
     parts = [f"<p class=question><b>The question.</b> {html.escape(screen['question'])}</p>"]
     if about:
         parts.append(f"<p class=note>{html.escape(about)}</p>")
@@ -71,9 +76,8 @@ def _comparison_section(folder: Path, comparison: dict) -> str:
     parts = []
     rows = comparison.get("rows") or {}
     if isinstance(rows, dict) and rows:
-        cols = ("accuracy", "macro_sensitivity", "macro_specificity", "size_kb", "latency_1t_ms")
-        parts.append(_table(("model", *cols), [
-            (r.get("label", n), *(f"{r[c]:.3f}" if isinstance(r.get(c), (int, float)) else "" for c in cols))
+        parts.append(_table(("model", *(h for _, h, _ in EVERY_MODEL)), [
+            (r.get("label", n), *(f.format(r[c]) if isinstance(r.get(c), (int, float)) else "" for c, _, f in EVERY_MODEL))
             for n, r in rows.items()]))
     for png in sorted(folder.glob("accuracy_vs_*.png")):
         parts.append(_figure(png.stem.replace("_", " "), png))

@@ -110,9 +110,10 @@ def pointing_line(results, labels: dict, method="occlusion") -> str | None:
     if not found:
         return None
     s0 = found[0][1]
-    return (f"saliency ({method} maps, {s0['pointing']['n']} test images with a lesion mask): the map's peak "
-            "lies on the lesion for " + ", ".join(f"{label} {format_ci(s['pointing'])}" for label, s in found)
-            + f"; a random peak would for {format_ci(s0['mask_fraction'])}")
+    return (f"saliency ({method} maps of test images with a lesion mask): the map's peak lies on the lesion "
+            "for " + ", ".join(f"{label} {format_ci(s['pointing'])} ({s['pointing']['n']} images)"
+                               for label, s in found)
+            + f"; a random peak: {format_ci(s0['mask_fraction'])} (the masks' area)")
 
 
 def write(results, out_dir) -> dict:
