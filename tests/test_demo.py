@@ -67,11 +67,11 @@ def test_quick_demo_trains_converts_and_reports(tiny_demo, capsys):
              "the map&#x27;s peak lies on the lesion", "<h2>Every model", "<h2>Localisation"]
     at = [page.find(m) for m in marks]
     assert -1 not in at and at == sorted(at), list(zip(marks, at))
-    assert "training " in out                      # so its absence below means something
+    assert "[compare] training " in out            # so its absence below means something
     # A second run reuses every finished run and artifact: nothing trains again.
     mtimes = {p: p.stat().st_mtime_ns for p in (tiny_demo / "runs/demo").glob("**/*.keras")}
     assert demo.main(["--out", "runs/demo", "--quick"]) == 0
-    assert "training " not in capsys.readouterr().out
+    assert "[compare] training " not in capsys.readouterr().out
     assert {p: p.stat().st_mtime_ns for p in mtimes} == mtimes
 
 
