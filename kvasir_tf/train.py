@@ -331,9 +331,11 @@ def _callbacks(config, state: FitState, guard, interrupt, extra) -> list:
     1. ``StopTogether`` (multi-worker only): agrees on a Ctrl-C before anything acts on it;
     2. ``Guard``: sets ``guard.reason`` (NaN, collapsed alpha) at the epoch's end ...
     3. ``EpochRNG``: re-seeds the model's generators at the epoch's start;
-    4. ``EpochCheckpoint``: ... which it reads, so a bad epoch is never checkpointed; it also
-       reads ``interrupt``;
-    5. the loggers (history CSV, TensorBoard, alphas), then the caller's ``extra`` callbacks;
+    4. the loggers (history CSV, TensorBoard, alphas): before the checkpoint, so a resume
+       checkpoint of epoch N implies history rows 0..N-1 on disk (a kill between the two only
+       leaves a row that the resume drops and redoes);
+    5. ``EpochCheckpoint``: reads ``guard.reason``, so a bad epoch is never checkpointed; it
+       also reads ``interrupt``; then the caller's ``extra`` callbacks;
     6. ``OneEpoch`` last: it ends each fit() after one epoch (a fresh dataset per epoch).
     """
     strategy = state.sgm.distribute_strategy
@@ -341,12 +343,12 @@ def _callbacks(config, state: FitState, guard, interrupt, extra) -> list:
                 if interrupt.synced else [])
     run_dir = Path(state.run_dir)
     return [*together, guard, cb.EpochRNG(state.generators, config.seed),
-            cb.EpochCheckpoint(run_dir, state.ckpt, state.manager, guard, interrupt, config.monitor,
-                               state.sgm.model),
             tf.keras.callbacks.CSVLogger(str(run_dir / rundir.HISTORY), append=True),
             tf.keras.callbacks.TensorBoard(str(run_dir / rundir.TENSORBOARD), write_graph=False,
                                            profile_batch=0),
             *([cb.AlphaLog(run_dir, state.sgm.model, state.start)] if state.alphas else []),
+            cb.EpochCheckpoint(run_dir, state.ckpt, state.manager, guard, interrupt, config.monitor,
+                               state.sgm.model),
             *extra, cb.OneEpoch()]
 
 

@@ -199,38 +199,35 @@ def test_new_run_refuses_to_overwrite(demo_run):
 
 
 # ----------------------------------------------------------------------------- kill -9 + resume
-def _launch(args, cwd):
-    env = dict(os.environ, PYTHONUNBUFFERED="1")
-    return subprocess.Popen([sys.executable, "-m", "kvasir_tf.train", *args], cwd=cwd, env=env,
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+_DIES_AFTER_EPOCH_2 = r"""
+import os, signal, sys
+from kvasir_tf import callbacks, rundir, train
+original = rundir.write_json_atomic
 
+def write_then_die(path, data):
+    original(path, data)
+    if os.path.basename(path) == rundir.STATE and data["epochs_completed"] == 2:
+        os.kill(os.getpid(), signal.SIGKILL)   # the instant epoch 2's checkpoint is complete
 
-def _wait_for_checkpoint(proc, run, number, timeout=600):
-    state = run / "checkpoints" / "resume" / "checkpoint"
-    t0 = time.time()
-    while time.time() - t0 < timeout:
-        if state.is_file() and f'"ckpt-{number}"' in state.read_text():
-            return
-        if proc.poll() is not None:
-            pytest.fail(f"training exited early:\n{proc.stdout.read()[-3000:]}")
-        time.sleep(0.05)
-    proc.kill()
-    pytest.fail("no checkpoint in time")
+callbacks.rundir.write_json_atomic = write_then_die
+sys.exit(train.main(sys.argv[1:]))
+"""
 
 
 def test_resume_after_sigkill_equals_uninterrupted(demo_run, tmp_path):
-    """SIGKILL after epoch 2, --resume: identical weights, optimizer slots and eps.
+    """SIGKILL right after epoch 2's checkpoint, --resume: identical weights, optimizer slots,
+    eps and history (every epoch's row once: the row is on disk before its checkpoint).
 
     Tolerance 0: with op determinism, a fixed (seed, epoch) data order, re-seeded dropout
     and the same decoded-image cache, the resumed epochs run the same ops on the same bits.
     """
     data = demo_run.parent / "demo_data"
     run = tmp_path / "b"
-    proc = _launch(["--data-dir", str(data), "--epochs", str(EPOCHS), *TINY, "--out", str(run)], tmp_path)
-    _wait_for_checkpoint(proc, run, 2)
-    proc.send_signal(signal.SIGKILL)
-    proc.wait()
-    assert proc.returncode == -signal.SIGKILL
+    proc = subprocess.run([sys.executable, "-c", _DIES_AFTER_EPOCH_2, "--data-dir", str(data), "--epochs",
+                           str(EPOCHS), *TINY, "--out", str(run)], cwd=tmp_path, capture_output=True,
+                          text=True, timeout=900)
+    assert proc.returncode == -signal.SIGKILL, proc.stdout[-2000:] + proc.stderr[-2000:]
+    assert rundir.read_state(run)["epochs_completed"] == 2
     res = subprocess.run([sys.executable, "-m", "kvasir_tf.train", "--resume", str(run)], cwd=tmp_path,
                          capture_output=True, text=True)
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
@@ -278,6 +275,9 @@ def test_sigkill_while_writing_a_checkpoint_resumes_cleanly(demo_run, tmp_path):
     assert a.keys() == b.keys()
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    # epoch 2's history row was written before its checkpoint; the resume dropped it and redid it
+    assert [r["epoch"] for r in _history(run)] == [str(e) for e in range(EPOCHS)]
+    assert [r["ce"] for r in _history(run)] == [r["ce"] for r in _history(demo_run)]
 
 
 def test_resume_with_a_changed_setting_is_a_one_line_error(demo_run, capsys):
