@@ -20,25 +20,22 @@ the README, "Step cost", by ``tools/profile_train_step.py``). ``lambda2 > 0`` re
 input backward on the weight tape (double backprop): a further backward-of-backward, measured
 2.4x the guided step's time and 2.5x its peak memory (float SGT, MobileNetV2 1.0, 224 px, batch
 32, CPU; tools/benchmark_train.py ``sgt-pact-qat-l2`` measures the QAT model's). Such a step
-runs inside :func:`kvasir_tf.qat.twice_differentiable`, where every fake quant (TF-MOT's and
-PACT's) has a twice-differentiable gradient (:mod:`kvasir_tf.fake_quant`); TensorFlow's own
-gradient would drop the L1 term's paths through them.
+needs every fake quant (TF-MOT's and PACT's) to have a twice-differentiable gradient
+(:mod:`kvasir_tf.fake_quant`; TensorFlow's own would drop the L1 term's paths through them):
+every step of this model, of any mode, runs inside :func:`kvasir_tf.qat.twice_differentiable`.
 ``lambda2`` defaults to 0: on Kvasir-SEG patches lambda2 = 10 in the paper's model lowered mean|S|
 by 42 % but its test accuracy gain (0.780 vs 0.759, 3 of 141 images) is within noise (README).
 """
 
 import tensorflow as tf
 
+from kvasir_tf import config as C
 from kvasir_tf.errors import KvasirError
 from kvasir_tf.preprocessing import NEUTRAL_PIXEL, PIXEL_MAX, PIXEL_MIN
 from kvasir_tf.qat import pact_alphas, twice_differentiable
 
-MASK_VALUES = ("neutral", "mean", "noise")
-SALIENCY_REDUCES = ("sum", "max")
-# "image": each image's least salient mask_fraction (the paper's "half of the least important
-# features" of each input); "batch": that fraction of the whole batch's pixels, so confidently
-# classified images (small gradients) are masked most.
-MASK_SCOPES = ("image", "batch")
+# The settings' defaults, choices and rules are TrainConfig's (kvasir_tf.config).
+MASK_VALUES, SALIENCY_REDUCES, MASK_SCOPES = C.MASK_VALUES, C.SALIENCY_REDUCES, C.MASK_SCOPES
 KL_EPSILON = 1e-7
 class SaliencyGuidedModel(tf.keras.Model):
     """Trains ``model`` with saliency-guided masking; ``guided=False`` gives the plain step.
@@ -106,33 +103,19 @@ class SaliencyGuidedModel(tf.keras.Model):
     mirrored variable.
     """
 
-    def __init__(self, model, *, guided=True, lambda1=1.0, lambda2=0.0, mask_fraction=0.5,
-                 mask_scope="image", mask_value="neutral", saliency_reduce="sum",
-                 eps_momentum=0.0, saliency_every=1, name=None, **kwargs):
+    def __init__(self, model, *, guided=True, lambda1=C.LAMBDA1, lambda2=C.LAMBDA2,
+                 mask_fraction=C.MASK_FRACTION, mask_scope=C.MASK_SCOPES[0], mask_value=C.MASK_VALUES[0],
+                 saliency_reduce=C.SALIENCY_REDUCES[0], eps_momentum=0.0, saliency_every=C.SALIENCY_EVERY,
+                 name=None, **kwargs):
         super().__init__(name=name or f"sgt_{model.name}", **kwargs)
-        if mask_value not in MASK_VALUES:
-            raise KvasirError(f"mask_value={mask_value!r} is not one of {MASK_VALUES}: "
-                              f"pick one of them")
-        if saliency_reduce not in SALIENCY_REDUCES:
-            raise KvasirError(f"saliency_reduce={saliency_reduce!r} is not one of "
-                              f"{SALIENCY_REDUCES}: pick one of them")
-        if not 0.0 <= float(mask_fraction) <= 1.0:
-            raise KvasirError(f"mask_fraction={mask_fraction} must be within [0, 1]")
-        if mask_scope not in MASK_SCOPES:
-            raise KvasirError(f"mask_scope={mask_scope!r} is not one of {MASK_SCOPES}: "
-                              f"pick one of them")
+        C.check_guided_step(lambda1=lambda1, lambda2=lambda2, mask_fraction=mask_fraction,
+                            mask_scope=mask_scope, mask_value=mask_value,
+                            saliency_reduce=saliency_reduce, saliency_every=saliency_every)
         if not 0.0 <= float(eps_momentum) < 1.0:
             raise KvasirError(f"eps_momentum={eps_momentum} must be within [0, 1)")
         if float(eps_momentum) > 0 and mask_scope != "batch":
             raise KvasirError(f"eps_momentum={eps_momentum} smooths one threshold for the whole "
                               "batch: use it with mask_scope='batch'")
-        if float(lambda1) < 0 or float(lambda2) < 0:
-            raise KvasirError(f"lambda1={lambda1}, lambda2={lambda2} must be >= 0")
-        if isinstance(saliency_every, bool) or int(saliency_every) != saliency_every or saliency_every < 1:
-            raise KvasirError(f"saliency_every={saliency_every} must be an integer >= 1")
-        if saliency_every > 1 and float(lambda2) > 0:
-            raise KvasirError(f"saliency_every={saliency_every} reuses an old saliency map, which the "
-                              f"L1 term (lambda2={lambda2}) cannot differentiate: use one of them")
         self.model = model
         self.guided = bool(guided)
         self.lambda1 = float(lambda1)
@@ -310,13 +293,17 @@ class SaliencyGuidedModel(tf.keras.Model):
         return logs
 
     # -- steps ---------------------------------------------------------------------------
+    # Every step, guided or plain, warm-up or not, train or test, takes the twice-differentiable
+    # fake-quant gradient: the one rule for it (kvasir_tf.qat.quantizers). The L1 term needs it
+    # (it differentiates S again through every fake quant); first derivatives are the same ops
+    # either way. Entered in the step itself, so tf.distribute's replica threads see it too.
     def train_step(self, data):
-        if self.guided and not self._warmup and self.lambda2 > 0:
-            # The L1 term differentiates S again through every fake quant, PACT's included:
-            # the step asks for the twice-differentiable gradient itself, whoever calls it.
-            with twice_differentiable():
-                return self._train_step(data)
-        return self._train_step(data)
+        with twice_differentiable():
+            return self._train_step(data)
+
+    def test_step(self, data):
+        with twice_differentiable():
+            return self._test_step(data)
 
     def _train_step(self, data):
         x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
@@ -375,7 +362,7 @@ class SaliencyGuidedModel(tf.keras.Model):
                   "l1": l1, "masked_fraction": tf.reduce_mean(mask), "eps": eps}
         return self._log(values, y, y_pred, sample_weight)
 
-    def test_step(self, data):
+    def _test_step(self, data):
         x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
         y_pred = self.model(tf.cast(x, tf.float32), training=False)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync

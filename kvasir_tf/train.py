@@ -153,9 +153,6 @@ def _compile(config: TrainConfig, num_classes: int):
     # The step's logs are metric results, already synchronised over replicas; Keras' default
     # ("auto" = "sum" off TPU) would add them up: val_loss x2 on two workers or GPUs.
     sgm.distribute_reduction_method = "first"
-    # The saliency L1 term differentiates S = dCE/dX again, through every fake quant of a QAT
-    # model: its steps use the twice-differentiable fake-quant gradient (kvasir_tf.qat.quantizers).
-    qat.twice_differentiable_steps(sgm)
     sgm(tf.zeros([1, config.image_size, config.image_size, 3]))  # build before restore
     opt.build(sgm.trainable_variables)  # slots exist now, so a restore fills them
     return sgm, opt, alphas

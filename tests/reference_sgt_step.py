@@ -29,7 +29,7 @@ class ReferenceSaliencyGuidedModel(SaliencyGuidedModel):
         eps = tf.bitcast(tf.cast(kth[:, 0] // (1 << 32), tf.int32), tf.float32)
         return mask, eps
 
-    def train_step(self, data):
+    def _train_step(self, data):   # inside the parent's fake-quant gradient block
         x, y, sample_weight = tf.keras.utils.unpack_x_y_sample_weight(data)
         x = tf.cast(x, tf.float32)
         replicas = tf.distribute.get_strategy().num_replicas_in_sync

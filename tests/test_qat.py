@@ -336,12 +336,16 @@ def test_tfmot_fake_quants_are_routed_through_ours_only_inside_the_block():
 
 def test_plain_tfmot_model_keeps_tensorflows_gradient():
     """A model quantized by TF-MOT alone, after the seam is installed (by a block that ended,
-    and by another model's wrapped steps), has TensorFlow's FakeQuant gradient: a second
+    and by another model's saliency-guided steps), has TensorFlow's FakeQuant gradient: a second
     derivative through it drops every path (as TensorFlow's does), not ours."""
     import tensorflow_model_optimization as tfmot
+    from kvasir_tf.saliency_training import SaliencyGuidedModel
     with qz.twice_differentiable():
         pass
-    qz.twice_differentiable_steps(tf.keras.Sequential([tf.keras.layers.Dense(2)]))
+    from tests.tiny_models import tiny_pact_cnn
+    other = SaliencyGuidedModel(q.apply_qat(tiny_pact_cnn(16, 2, seed=0), "pact"))
+    other.compile(tf.keras.optimizers.SGD(0.01), loss=tf.keras.losses.SparseCategoricalCrossentropy())
+    other.train_on_batch(np.zeros((2, 16, 16, 3), "float32"), np.zeros(2, "int32"))
     inp = tf.keras.Input((6,))
     plain = tfmot.quantization.keras.quantize_model(
         tf.keras.Model(inp, tf.keras.layers.Dense(3)(tf.keras.layers.Dense(4, activation="relu")(inp))))
@@ -391,15 +395,6 @@ def test_twice_differentiable_is_per_thread():
     assert seen == {"here": True, "other": False} and not qz.is_twice_differentiable()
 
 
-def test_wrapped_steps_are_twice_differentiable():
-    model = tf.keras.Sequential([tf.keras.layers.Dense(2)])
-    model.train_step = lambda data: qz.is_twice_differentiable()
-    qz.twice_differentiable_steps(model)
-    qz.twice_differentiable_steps(model)   # idempotent: wrapped once
-    assert model.train_step(None) is True and not qz.is_twice_differentiable()
-    assert model.train_step.__wrapped__(None) is False
-
-
 def test_converted_int8_model_is_unchanged_by_the_gradient(tmp_path, shared_data):
     """convert() of the same tiny PACT-QAT classifier with TensorFlow's FakeQuant gradient and
     with ours: same ops, same tensor scales/zero points, same outputs on real images."""
@@ -426,31 +421,6 @@ def test_converted_int8_model_is_unchanged_by_the_gradient(tmp_path, shared_data
     assert results["ours"][1] == results["stock"][1]
     np.testing.assert_array_equal(results["ours"][2], results["stock"][2])
     assert np.ptp(results["ours"][2]) > 0 and len(results["ours"][1]) > 10
-
-
-def test_wrapped_steps_reach_mirrored_replica_threads():
-    """MirroredStrategy traces the step in a replica thread, which does not inherit a context
-    variable set around fit(): the wrapped step carries the choice there."""
-    seen = []
-
-    class Probe(tf.keras.Model):
-        def __init__(self):
-            super().__init__()
-            self.dense = tf.keras.layers.Dense(1)
-
-        def call(self, x):
-            return self.dense(x)
-
-        def train_step(self, data):
-            seen.append(qz.is_twice_differentiable())
-            return {}
-
-    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
-        model = Probe()
-        model.compile(optimizer="sgd")
-    qz.twice_differentiable_steps(model)
-    model.fit(np.zeros((4, 2), "float32"), np.zeros((4, 1), "float32"), epochs=1, verbose=0)
-    assert seen and all(seen)
 
 
 def test_preprocess_config_refuses_a_wrong_activation_count():

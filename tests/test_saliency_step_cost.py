@@ -6,7 +6,7 @@ import kvasir_tf  # noqa: F401  (Keras 2 before tensorflow)
 import tensorflow as tf
 
 from kvasir_tf.errors import KvasirError
-from kvasir_tf.qat import apply_qat, twice_differentiable_steps
+from kvasir_tf.qat import apply_qat
 from kvasir_tf.saliency_training import SaliencyGuidedModel
 from tests.reference_sgt_step import ReferenceSaliencyGuidedModel, old_gradients, old_pact
 from tests.test_saliency_training import colour_data, linear_model, tiny_cnn
@@ -21,7 +21,6 @@ def _train(cls, x, y, **kwargs):
     model = apply_qat(tiny_pact_cnn(size=SIZE, seed=3), "pact")
     sgt = cls(model, **kwargs)
     sgt.compile(tf.keras.optimizers.Adam(1e-2), loss=tf.keras.losses.SparseCategoricalCrossentropy())
-    twice_differentiable_steps(sgt)          # the fake-quant gradient training uses
     logs = [sgt.train_on_batch(x[8 * i:8 * (i + 1)], y[8 * i:8 * (i + 1)], return_dict=True)
             for i in range(STEPS)]
     return ([v.numpy() for v in model.trainable_variables],

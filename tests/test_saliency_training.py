@@ -357,6 +357,41 @@ def test_pact_model_logs_mean_alpha():
     assert any(abs(float(a) - 6.0) > 1e-6 for a in alphas)  # alphas are trained
 
 
+class _GradientProbe(tf.keras.layers.Layer):
+    """Records, each time the model is traced, whether the fake quants would take the
+    twice-differentiable gradient there."""
+
+    def __init__(self, seen, **kwargs):
+        super().__init__(**kwargs)
+        self.seen = seen
+
+    def call(self, x):
+        from kvasir_tf.fake_quant import is_twice_differentiable
+        self.seen.append(is_twice_differentiable())
+        return x
+
+
+@pytest.mark.parametrize("guided", [True, False])
+def test_every_step_takes_the_twice_differentiable_gradient_also_in_replica_threads(guided):
+    """The one rule (kvasir_tf.qat.quantizers): every train and test step of the wrapper, guided
+    or plain, traces the model inside the block -- under MirroredStrategy too, whose replica
+    threads do not see a block entered around fit() -- and nothing outside stays in it."""
+    from kvasir_tf.fake_quant import is_twice_differentiable
+    seen = []
+    with tf.distribute.MirroredStrategy(["/cpu:0"]).scope():
+        inp = tf.keras.Input((4, 4, 3))
+        out = tf.keras.layers.Dense(2, activation="softmax")(
+            tf.keras.layers.Flatten()(_GradientProbe(seen)(inp)))
+        sgm = SaliencyGuidedModel(tf.keras.Model(inp, out), guided=guided)
+        sgm.compile(tf.keras.optimizers.SGD(0.01), loss=tf.keras.losses.SparseCategoricalCrossentropy())
+    x, y = np.ones((4, 4, 4, 3), "float32"), np.zeros(4, "int32")
+    sgm.fit(x, y, validation_data=(x, y), epochs=1, verbose=0)
+    traced_in_fit = len(seen)
+    sgm.predict(x, verbose=0)                      # inference is not a step: TensorFlow's gradient
+    assert traced_in_fit >= 2 and all(seen[:traced_in_fit]), seen
+    assert seen[traced_in_fit:] and not any(seen[traced_in_fit:]) and not is_twice_differentiable()
+
+
 @pytest.mark.parametrize("kwargs", [dict(mask_value="zero"), dict(saliency_reduce="mean"),
                                     dict(mask_fraction=1.5), dict(eps_momentum=1.0),
                                     dict(lambda1=-1.0)])

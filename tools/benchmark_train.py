@@ -81,15 +81,10 @@ def build_step(name, size, alpha, batch):
     model = build_mobilenetv2(size, NUM_CLASSES, alpha=alpha, activation=activation, seed=0)
     if scheme:
         model = apply_qat(model, scheme)
-    if guided:  # saliency_every only when set: an older tree's wrapper may not know it
-        model = SaliencyGuidedModel(model, lambda2=lambda2, **({"saliency_every": every} if every > 1 else {}))
+    # The wrapper train uses, guided or not: its steps choose the fake-quant gradient.
+    model = SaliencyGuidedModel(model, guided=guided, lambda2=lambda2, saliency_every=every)
     model.compile(tf.keras.optimizers.Adam(1e-4),
                   loss=tf.keras.losses.SparseCategoricalCrossentropy(), metrics=["accuracy"])
-    # The fake-quant gradient train's steps use (kvasir_tf.train._compile); an older tree has
-    # no switch: its gradient was patched in at import.
-    from kvasir_tf import qat
-    if hasattr(qat, "twice_differentiable_steps"):
-        qat.twice_differentiable_steps(model)
     rng = np.random.default_rng(0)
     x = rng.uniform(0, 255, (batch, size, size, 3)).astype("float32")
     y = rng.integers(0, NUM_CLASSES, batch).astype("int32")
@@ -99,7 +94,6 @@ def build_step(name, size, alpha, batch):
 def _build_part(part, size, alpha, batch):
     """A training-mode forward ("forward") or forward + input gradient ("input-grad") of the
     PACT-QAT model, as a function of the batch iterator like Keras' train function."""
-    import contextlib
     import numpy as np
     import tensorflow as tf
     from kvasir_tf import qat
@@ -108,7 +102,7 @@ def _build_part(part, size, alpha, batch):
     model = qat.apply_qat(build_mobilenetv2(size, NUM_CLASSES, alpha=alpha, activation="pact", seed=0),
                           "pact")
     loss = tf.keras.losses.SparseCategoricalCrossentropy()
-    scope = getattr(qat, "twice_differentiable", contextlib.nullcontext)  # as the SGT step's
+    scope = qat.twice_differentiable  # as every SaliencyGuidedModel step
 
     @tf.function
     def step(iterator):

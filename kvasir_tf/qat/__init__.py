@@ -6,9 +6,7 @@ configs, ``transforms`` adapt TF-MOT's layout transforms, ``quantize`` applies t
 """
 from kvasir_tf.qat.quantize import (SCHEMES, apply_qat, custom_objects, is_qat_model,
                                     normalize_wrappers, pact_alphas, pact_layers)
-from kvasir_tf.qat.quantizers import (stock_gradients, twice_differentiable,
-                                      twice_differentiable_steps)
+from kvasir_tf.qat.quantizers import stock_gradients, twice_differentiable
 
 __all__ = ["SCHEMES", "apply_qat", "custom_objects", "is_qat_model", "normalize_wrappers",
-           "pact_alphas", "pact_layers", "stock_gradients", "twice_differentiable",
-           "twice_differentiable_steps"]
+           "pact_alphas", "pact_layers", "stock_gradients", "twice_differentiable"]

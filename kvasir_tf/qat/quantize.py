@@ -81,7 +81,7 @@ def apply_qat(model: tf.keras.Model, scheme: str = "default") -> tf.keras.Model:
     "pact" = same, with PACT outputs fake-quantized over their learned alpha.
 
     The fake quants have TensorFlow's gradient; a second derivative through them (the saliency
-    L1 term) needs ``with twice_differentiable():`` or :func:`twice_differentiable_steps`."""
+    L1 term) needs ``with twice_differentiable():``, which ``SaliencyGuidedModel``'s steps enter."""
     _check_applicable(model, scheme)
 
     def annotate(layer):

@@ -22,15 +22,14 @@ So the seam is explicit and scoped:
   process-global switch): :func:`twice_differentiable` turns it on inside a block,
   :func:`stock_gradients` off; the default is TensorFlow's gradient, so a plain TF-MOT model
   keeps it;
-* :func:`twice_differentiable_steps` runs a model's train/test steps inside the block, which
-  is how ``kvasir_tf.train`` asks for it (tf.distribute traces steps in replica threads, which
-  do not inherit a context variable). First derivatives are TensorFlow's either way, so
-  conversion, evaluation and saliency maps of a loaded QAT model do not depend on the choice.
+* who asks is :class:`kvasir_tf.saliency_training.SaliencyGuidedModel`, whose every train and
+  test step runs inside the block (the step itself, so tf.distribute's replica threads, which
+  do not inherit a context variable set around ``fit``, see it too). First derivatives are
+  TensorFlow's either way, so conversion, evaluation and saliency maps of a loaded QAT model
+  do not depend on the choice.
 
 A test pins the two names and their signatures.
 """
-import functools
-
 import tensorflow as tf
 from tensorflow_model_optimization.python.core.quantization.keras import quant_ops, quantizers
 
@@ -79,28 +78,6 @@ def twice_differentiable():
 def stock_gradients():
     """TensorFlow's own FakeQuant gradient ops inside the block (the default outside any block)."""
     return twice_differentiable_block(False)
-
-
-def twice_differentiable_steps(model):
-    """Make ``model``'s train and test steps run inside :func:`twice_differentiable`.
-
-    The steps are traced in tf.distribute's replica threads (one per device under
-    MirroredStrategy), which do not see a context variable set around ``fit``; wrapping the
-    step itself carries the choice into them. Idempotent."""
-    install()
-    for name in ("train_step", "test_step"):
-        step = getattr(model, name)
-        if getattr(step, "_kvasir_twice_differentiable", False):
-            continue
-
-        @functools.wraps(step)
-        def scoped(data, _step=step):
-            with twice_differentiable_block(True):
-                return _step(data)
-
-        scoped._kvasir_twice_differentiable = True
-        setattr(model, name, scoped)
-    return model
 
 
 @tf.keras.utils.register_keras_serializable(package="kvasir_tf")
