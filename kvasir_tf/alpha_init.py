@@ -17,13 +17,14 @@ import numpy as np
 
 import tensorflow as tf
 
+from kvasir_tf.config import ALPHA_INIT_PERCENTILE
 from kvasir_tf.errors import KvasirError
 from kvasir_tf.pact import ALPHA_MIN, PACT
 
 # TrainConfig.alpha_init_percentile. Measured (README, "PACT's clipping levels"): alphas started
 # at the 99th percentile stay there while training (the clip/L2 balance), from the 99.9th they
 # drift down towards it; equal accuracy, and a 1.6x finer int8 step.
-DEFAULT_PERCENTILE = 99.0
+DEFAULT_PERCENTILE = ALPHA_INIT_PERCENTILE   # TrainConfig's (kvasir_tf.config)
 NUM_IMAGES = 256                # training images the statistics are taken over
 MAX_VALUES_PER_LAYER = 4_000_000  # more than this is subsampled uniformly (seeded)
 ALPHA_FLOOR = 10 * ALPHA_MIN    # a dead layer (percentile ~0) still starts with a usable range

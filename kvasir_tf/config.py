@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import inspect
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -53,24 +52,46 @@ DISTRIBUTE = ("none", "mirrored", "multiworker")   # kvasir_tf.distribute
 ALPHA_LR_RATIO = 10.0
 
 
-def _default(fn, name):
-    """A keyword default of another module's function, so each constant lives in one place."""
-    return inspect.signature(fn).parameters[name].default
+# The saliency-guided step (Algorithm 2) and the model: TrainConfig's defaults and choices, which
+# SaliencyGuidedModel, build_mobilenetv2 and alpha_init take as theirs (one place for each).
+LAMBDA1 = 1.0                # weight of KL(f(x) || f(masked x))
+LAMBDA2 = 0.0                # weight of the saliency L1 term (docs/method.md: why 0)
+MASK_FRACTION = 0.5          # the paper's "half of the least important features"
+# "image": each image's least salient mask_fraction (the paper's, per input); "batch": that
+# fraction of the whole batch's pixels, so confidently classified images are masked most.
+MASK_SCOPES = ("image", "batch")
+MASK_VALUES = ("neutral", "mean", "noise")
+SALIENCY_REDUCES = ("sum", "max")
+SALIENCY_EVERY = 1           # the paper: a fresh saliency map every step
+DROPOUT = 0.2                # Keras MobileNetV2's classifier dropout
+PACT_ALPHA_INIT = 6.0        # ReLU6's clip: a PACT layer starts as the ReLU6 it replaces
+PACT_ETA = 1e-4              # PACT alpha L2 penalty
+ALPHA_INIT_PERCENTILE = 99.0  # --init-from: alpha starts at this percentile of its layer's inputs
 
 
-def _sgm_default(name):
-    from kvasir_tf.saliency_training import SaliencyGuidedModel
-    return _default(SaliencyGuidedModel.__init__, name)
-
-
-def _model_default(name):
-    from kvasir_tf.model import build_mobilenetv2
-    return _default(build_mobilenetv2, name)
-
-
-def _alpha_init_default():
-    from kvasir_tf.alpha_init import DEFAULT_PERCENTILE
-    return DEFAULT_PERCENTILE
+def check_guided_step(*, lambda1, lambda2, mask_fraction, mask_scope, mask_value, saliency_reduce,
+                      saliency_every):
+    """The one rule for each setting of the saliency-guided step, for TrainConfig (its flags)
+    and SaliencyGuidedModel (its keywords): raises KvasirError naming both."""
+    every_ok = (not isinstance(saliency_every, bool) and int(saliency_every) == saliency_every
+                and saliency_every >= 1)
+    checks = [
+        (float(lambda1) >= 0 and float(lambda2) >= 0,
+         f"lambda1 {lambda1}, lambda2 {lambda2} (--lambda1, --lambda2): must be >= 0"),
+        (0.0 <= float(mask_fraction) <= 1.0,
+         f"mask_fraction {mask_fraction} (--mask-fraction): use a value in [0, 1]"),
+        (mask_scope in MASK_SCOPES, f"mask_scope {mask_scope!r} (--mask-scope): use one of {', '.join(MASK_SCOPES)}"),
+        (mask_value in MASK_VALUES, f"mask_value {mask_value!r} (--mask-value): use one of {', '.join(MASK_VALUES)}"),
+        (saliency_reduce in SALIENCY_REDUCES,
+         f"saliency_reduce {saliency_reduce!r} (--saliency-reduce): use one of {', '.join(SALIENCY_REDUCES)}"),
+        (every_ok, f"saliency_every {saliency_every} (--saliency-every): use 1 (every step) or more"),
+        (not every_ok or saliency_every == 1 or float(lambda2) == 0,
+         f"saliency_every {saliency_every} (--saliency-every) reuses an old saliency map, which the L1 "
+         f"term cannot differentiate: use lambda2 0 (--lambda2 0) with it, or saliency_every 1"),
+    ]
+    for ok, msg in checks:
+        if not ok:
+            raise KvasirError(msg)
 
 
 def _f(default, role=LEARN, pact_only=False, guided_only=False):
@@ -97,23 +118,23 @@ class TrainConfig:
     lr: float = _f(1e-3, SCHEDULE)           # Adam
     alpha_lr: float | None = _f(None, SCHEDULE, pact_only=True)  # PACT alphas' Adam lr; None = alpha_lr_ratio x lr
     alpha_lr_ratio: float = _f(ALPHA_LR_RATIO, SCHEDULE, pact_only=True)
-    lambda1: float = _f(_sgm_default("lambda1"))
+    lambda1: float = _f(LAMBDA1)
     # plain CE epochs before the saliency-guided step (0: Algorithm 2 from the first step; over
     # 5 seeds a warm-up changed nothing measurable, README "The saliency-guided step")
     warmup_epochs: int = _f(0, guided_only=True)
-    lambda2: float = _f(_sgm_default("lambda2"))
-    mask_fraction: float = _f(_sgm_default("mask_fraction"))
-    mask_scope: str = _f(_sgm_default("mask_scope"), guided_only=True)   # image | batch
-    mask_value: str = _f(_sgm_default("mask_value"))
-    saliency_reduce: str = _f(_sgm_default("saliency_reduce"))
+    lambda2: float = _f(LAMBDA2)
+    mask_fraction: float = _f(MASK_FRACTION)
+    mask_scope: str = _f(MASK_SCOPES[0], guided_only=True)
+    mask_value: str = _f(MASK_VALUES[0])
+    saliency_reduce: str = _f(SALIENCY_REDUCES[0])
     # S recomputed every K optimizer steps, the last refresh's batch-mean map reused between (1: the
     # paper, every step); an approximation that saves the input backward (README "Step cost")
-    saliency_every: int = _f(_sgm_default("saliency_every"), guided_only=True)
-    eta: float = _f(_model_default("pact_eta"), pact_only=True)
-    pact_alpha_init: float = _f(_model_default("pact_alpha_init"), pact_only=True)
+    saliency_every: int = _f(SALIENCY_EVERY, guided_only=True)
+    eta: float = _f(PACT_ETA, pact_only=True)
+    pact_alpha_init: float = _f(PACT_ALPHA_INIT, pact_only=True)
     # --init-from: PACT alphas start at this percentile of their layer's inputs; 0 = pact_alpha_init
-    alpha_init_percentile: float = _f(_alpha_init_default(), pact_only=True)
-    dropout: float = _f(_model_default("dropout"))
+    alpha_init_percentile: float = _f(ALPHA_INIT_PERCENTILE, pact_only=True)
+    dropout: float = _f(DROPOUT)
     bn_momentum: float | None = _f(None)     # None: the builder's (Keras MobileNetV2: 0.999)
     weights: str = _f("none")                # none | imagenet | path to a weights file
     seed: int = _f(0)
@@ -151,12 +172,6 @@ class TrainConfig:
             (0 <= self.alpha_init_percentile <= 100,
              f"--alpha-init-percentile {self.alpha_init_percentile}: use a value in (0, 100], or 0 "
              "to start every alpha at --pact-alpha-init"),
-            (0 < self.mask_fraction < 1, f"--mask-fraction {self.mask_fraction}: use a value in (0, 1)"),
-            (self.lambda1 >= 0 and self.lambda2 >= 0, "--lambda1/--lambda2 must be >= 0"),
-            (self.saliency_every >= 1, f"--saliency-every {self.saliency_every}: use 1 (every step) or more"),
-            (self.saliency_every == 1 or self.lambda2 == 0,
-             f"--saliency-every {self.saliency_every} reuses old saliency, which the L1 term cannot "
-             f"differentiate: use --lambda2 0 with it, or --saliency-every 1"),
             (0 <= self.warmup_epochs < self.epochs,
              f"--warmup-epochs {self.warmup_epochs}: use 0..{self.epochs - 1} (fewer than --epochs)"),
             (self.eta >= 0, f"--eta {self.eta}: must be >= 0"),
@@ -171,6 +186,9 @@ class TrainConfig:
         for ok, msg in checks:
             if not ok:
                 raise KvasirError(msg)
+        check_guided_step(lambda1=self.lambda1, lambda2=self.lambda2, mask_fraction=self.mask_fraction,
+                          mask_scope=self.mask_scope, mask_value=self.mask_value,
+                          saliency_reduce=self.saliency_reduce, saliency_every=self.saliency_every)
 
     @property
     def spec(self) -> ModeSpec:
@@ -228,10 +246,10 @@ def add_train_args(p: argparse.ArgumentParser, *, run_flags: bool = True):
              f"divided by H*W; > 0 costs a double backprop, QAT included (default {d.lambda2})")
     add("--eta", type=float, help=f"PACT alpha L2 penalty (default {d.eta})")
     add("--mask-fraction", type=float, help=f"fraction of input features masked (default {d.mask_fraction})")
-    add("--mask-scope", choices=["image", "batch"],
+    add("--mask-scope", choices=list(MASK_SCOPES),
         help=f"mask the fraction of each image, or of the whole batch (default {d.mask_scope})")
-    add("--mask-value", choices=["neutral", "mean", "noise"], help=f"(default {d.mask_value})")
-    add("--saliency-reduce", choices=["sum", "max"],
+    add("--mask-value", choices=list(MASK_VALUES), help=f"(default {d.mask_value})")
+    add("--saliency-reduce", choices=list(SALIENCY_REDUCES),
         help=f"channel reduction of |grad| (default {d.saliency_reduce})")
     add("--saliency-every", type=int, metavar="K",
         help=f"guided modes: compute the saliency every K steps and mask the steps between by the "

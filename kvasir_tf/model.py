@@ -8,6 +8,7 @@ from pathlib import Path
 
 import tensorflow as tf
 
+from kvasir_tf import config as C
 from kvasir_tf.errors import KvasirError
 from kvasir_tf.pact import PACT
 from kvasir_tf.preprocessing import PIXEL_OFFSET, PIXEL_SCALE
@@ -131,9 +132,10 @@ def _backbone(inputs, alpha, weights):
             f"{first}; save it from a MobileNetV2 with the same alpha and include_top=False") from None
 
 
-def build_mobilenetv2(image_size=224, num_classes=8, *, alpha=1.0, weights=None, dropout=0.2,
-                      activation="relu6", pact_bits=8, pact_alpha_init=6.0, pact_eta=1e-4,
-                      seed=None, last_conv_channels=None, early_expansion=None) -> tf.keras.Model:
+def build_mobilenetv2(image_size=224, num_classes=8, *, alpha=1.0, weights=None, dropout=C.DROPOUT,
+                      activation="relu6", pact_bits=8, pact_alpha_init=C.PACT_ALPHA_INIT,
+                      pact_eta=C.PACT_ETA, seed=None, last_conv_channels=None,
+                      early_expansion=None) -> tf.keras.Model:
     """MobileNetV2 classifier on raw pixels [B, S, S, 3] -> softmax probabilities [B, num_classes].
 
     Keyword-only architecture options with defaults, as ``tf.keras.applications.MobileNetV2``

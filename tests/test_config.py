@@ -81,3 +81,36 @@ def test_bad_flags_are_one_line_errors(flags, match):
         cfg_from(flags).validate()
 
 
+
+
+def test_the_step_and_the_model_take_their_defaults_and_rules_from_train_config():
+    """TrainConfig owns every default and rule of the guided step and the model: the wrapper and
+    the builder read them, and one setting gets the same verdict (and message) from both."""
+    import inspect
+    from kvasir_tf.model import build_mobilenetv2
+    from kvasir_tf.saliency_training import SaliencyGuidedModel
+    d = C.TrainConfig()
+    step = inspect.signature(SaliencyGuidedModel.__init__).parameters
+    for name in ("lambda1", "lambda2", "mask_fraction", "mask_scope", "mask_value", "saliency_reduce",
+                 "saliency_every"):
+        assert step[name].default == getattr(d, name), name
+    build = inspect.signature(build_mobilenetv2).parameters
+    assert (build["dropout"].default, build["pact_alpha_init"].default, build["pact_eta"].default) == (
+        d.dropout, d.pact_alpha_init, d.eta)
+    model = tf_linear()
+    for bad in ({"mask_fraction": 1.5}, {"mask_scope": "pixel"}, {"saliency_every": 2, "lambda2": 1.0}):
+        with pytest.raises(KvasirError) as from_config:
+            C.dataclasses.replace(d, **bad).validate()
+        with pytest.raises(KvasirError) as from_model:
+            SaliencyGuidedModel(model, **bad)
+        assert str(from_config.value) == str(from_model.value), bad
+    for fine in ({"mask_fraction": 1.0}, {"mask_fraction": 0.0}):    # [0, 1] for both
+        C.dataclasses.replace(d, **fine).validate()
+        SaliencyGuidedModel(model, **fine)
+
+
+def tf_linear():
+    import kvasir_tf  # noqa: F401
+    import tensorflow as tf
+    inp = tf.keras.Input((4, 4, 3))
+    return tf.keras.Model(inp, tf.keras.layers.Dense(2, activation="softmax")(tf.keras.layers.Flatten()(inp)))
