@@ -5,9 +5,9 @@
 1. generate the demo dataset (8 Kvasir v2 classes, procedural, with lesion masks);
 2. train float, SGT, TF-MOT QAT, PACT-QAT and SGT-PACT-QAT (QAT runs fine-tune the float/SGT
    runs), convert each to the files a user deploys, evaluate every one on the same test split and
-   time it, and write the comparison (``comparison.md``/``.json``, plots);
-3. a quick saliency study (maps of the Keras and int8 models against the lesion masks) and
-   ``report.html``; then the summary: the short table, the verdict and the report's path.
+   time it, and write the comparison's report (:mod:`kvasir_tf.compare`);
+3. a quick saliency study (maps of the Keras and int8 models against the lesion masks) and the
+   one-page HTML report; then the summary: the short table, the verdict and the report's path.
 Everything finished is reused on a second run. ``kvasir-compare --demo`` runs every row,
 the equal-budget controls included.
 """
@@ -18,7 +18,7 @@ import os
 import sys
 
 import kvasir_tf
-from kvasir_tf import rows
+from kvasir_tf.compare import rows
 from kvasir_tf.errors import cli
 
 # Sized for the 10-minute goal on 2 CPU cores (the venv included): five runs train here, so each
@@ -67,7 +67,7 @@ def trained_line(quick: bool) -> str:
 
 def summary_lines(result: dict, data: str, quick: bool, saliency: str | None, report_path) -> list:
     """What `make demo` ends with: what was trained, the short table, the verdict, the report's path."""
-    from kvasir_tf import report
+    from kvasir_tf.compare import report
     first = next(iter(result["rows"].values()))
     cfg = base_settings()
     lines = report.screen_lines(report.read_screen(result["files"]["json"]), about=(
@@ -86,10 +86,11 @@ def base_settings():
 
 
 def run_demo(out_dir="runs/demo", quick=False) -> dict:
-    from kvasir_tf import compare, report
+    from kvasir_tf import compare
+    from kvasir_tf.compare import report
     from kvasir_tf.config import DEMO_DATA_DIR
     from kvasir_tf.errors import KvasirError
-    from kvasir_tf.explain.hook import quick_study
+    from kvasir_tf.compare.saliency import quick_study
     from kvasir_tf.explain.summary import pointing_line
     data_dir = DEMO_DATA_DIR  # where `python -m kvasir_tf.train --demo` looks
     print(f"== 1/3 demo data in {data_dir}", flush=True)

@@ -7,7 +7,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from kvasir_tf import compare, report, rundir
+from kvasir_tf import compare, rundir
+from kvasir_tf.compare import layout, report
 from kvasir_tf.config import TrainConfig, base_config
 from kvasir_tf.errors import KvasirError
 
@@ -236,25 +237,25 @@ def _weights(run_dir):
 def test_runs_trained_side_by_side_equal_runs_trained_one_after_another(tmp_path, make_dataset_dir):
     """--jobs 2: float and SGT train at once, the control waits for float; every run ends with the
     same weights and test figures as when trained in one process, and its output is in its log."""
-    from kvasir_tf.compare_runs import run_configs, train_runs
+    from kvasir_tf.compare.runs import run_configs, train_runs
     data = make_dataset_dir({"a": 10, "b": 10})
     base = base_config({"data_dir": str(data), "image_size": 32, "alpha": 0.35, "epochs": 1,
                         "batch_size": 8, "progress": 0})
     modes = ["float", "sgt", "float-ft"]
     one = train_runs(run_configs(tmp_path / "one", modes, base, qat={"epochs": 1}))
     two = train_runs(run_configs(tmp_path / "two", modes, base, qat={"epochs": 1}), jobs=2,
-                     log_dir=tmp_path / "two" / "logs")
+                     out_dir=tmp_path / "two")
     for mode in modes:
         for a, b in zip(_weights(one[mode]), _weights(two[mode])):
             np.testing.assert_array_equal(a, b)
         metrics = [json.loads((r[mode] / rundir.TEST_METRICS).read_text())["accuracy"] for r in (one, two)]
         assert metrics[0] == metrics[1]
-        assert f"accuracy {metrics[1]:.4f}" in (tmp_path / "two" / "logs" / f"{mode}.log").read_text()
+        assert f"accuracy {metrics[1]:.4f}" in layout.log_path(tmp_path / "two", mode).read_text()
     assert Path(rundir.read_config(two["float-ft"])["init_from"]) == two["float"]
 
 
 def test_a_run_starts_only_after_the_run_it_fine_tunes_and_the_costliest_first(tmp_path):
-    from kvasir_tf.compare_runs import ready_runs, run_configs
+    from kvasir_tf.compare.runs import ready_runs, run_configs
     base = base_config({"data_dir": str(tmp_path), "epochs": 10})
     configs = run_configs(tmp_path / "cmp", ["float", "sgt", "qat", "pact-qat", "sgt-pact-qat", "float-ft"],
                           base, qat={"epochs": 6})
@@ -270,15 +271,15 @@ def test_a_run_starts_only_after_the_run_it_fine_tunes_and_the_costliest_first(t
 
 
 def test_a_run_failing_in_its_worker_is_a_one_line_error_naming_its_log(tmp_path):
-    from kvasir_tf.compare_runs import run_configs, train_runs
+    from kvasir_tf.compare.runs import run_configs, train_runs
     base = base_config({"data_dir": str(tmp_path / "missing"), "image_size": 32, "alpha": 0.35,
                         "epochs": 1, "progress": 0})
     with pytest.raises(KvasirError, match=r"training (float|sgt) failed: .*missing.*logs/(float|sgt)\.log"):
-        train_runs(run_configs(tmp_path / "cmp", ["float", "sgt"], base), jobs=2, log_dir=tmp_path / "logs")
+        train_runs(run_configs(tmp_path / "cmp", ["float", "sgt"], base), jobs=2, out_dir=tmp_path)
 
 
 def test_stage_estimate_learns_training_rate_and_uses_seconds_for_the_rest(monkeypatch, capsys):
-    from kvasir_tf import compare_runs
+    from kvasir_tf.compare import runs as compare_runs
     clock = [0.0]
     monkeypatch.setattr(compare_runs.time, "monotonic", lambda: clock[0])
     st = compare_runs.Stages([("train a", 10, None), ("train b", 20, None), ("train c", 30, None),
@@ -331,3 +332,24 @@ def test_cli_success_path_with_qat_flags_and_models(tmp_path, make_dataset_dir, 
     err = capsys.readouterr().err
     assert rc == 2 and err.startswith("error: ") and "nope" in err and err.count("\n") == 1
     assert not (tmp_path / "bad" / "runs").exists()
+
+
+def test_only_the_layout_spells_the_comparison_folders_names():
+    """Every comparison file name is spelled in kvasir_tf/compare/layout.py alone (docstrings aside):
+    a renamed file cannot leave a reader looking for the old name."""
+    import ast
+    names = (layout.MARKDOWN, layout.JSON, layout.ACCURACY_VS_SIZE, layout.ACCURACY_VS_LATENCY,
+             layout.ALPHAS_JSON, layout.CONFIDENCE_JSON, layout.RISK_COVERAGE, layout.RELIABILITY_PREFIX,
+             layout.SEED_DIR.format(""))
+    owner = REPO / "kvasir_tf" / "compare" / "layout.py"
+    spelled = []
+    for path in sorted((REPO / "kvasir_tf").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef)) and n.body
+                      and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+                    and any(name in node.value for name in names)):
+                spelled.append(f"{path.relative_to(REPO)}:{node.lineno}: {node.value[:60]!r}")
+    assert spelled and all(s.startswith(str(owner.relative_to(REPO))) for s in spelled), spelled

@@ -4,7 +4,9 @@ import json
 import numpy as np
 import pytest
 
-from kvasir_tf import confidence, confidence_report as cr
+from kvasir_tf import confidence
+from kvasir_tf.compare import confidence_section as cr
+from kvasir_tf.compare import layout
 
 
 def _row(name, fmt, probs, y, label):
@@ -37,7 +39,7 @@ def test_section_table_pairs_and_plots(rows, tmp_path):
     assert text.startswith("# comparison") and cr.SECTION_TITLE in text
     assert "float (Keras)" in text and "PTQ int8" in text and "10 equal-mass bins" in text
     # The hot PTQ row is worse calibrated raw, and the paired interval sees it.
-    doc = json.loads((tmp_path / cr.CONFIDENCE_JSON).read_text())
+    doc = json.loads((tmp_path / layout.CONFIDENCE_JSON).read_text())
     assert sorted(doc["rows"]) == ["float-keras", "ptq-int8"]
     (pair,) = doc["paired"]
     assert (pair["a"], pair["b"]) == ("float-keras", "ptq-int8")
@@ -45,7 +47,7 @@ def test_section_table_pairs_and_plots(rows, tmp_path):
     assert "*" in text.split("Paired differences")[1]
     names = sorted(p.name for p in out["plots"])
     assert names == sorted(["reliability_float-keras.png", "reliability_ptq-int8.png",
-                            cr.OVERLAY_PNG, cr.RISK_COVERAGE_PNG])
+                            layout.RELIABILITY_OVERLAY, layout.RISK_COVERAGE])
     import matplotlib.image as mpimg
     for p in out["plots"]:
         img = mpimg.imread(p)

@@ -110,7 +110,6 @@ def test_the_step_and_the_model_take_their_defaults_and_rules_from_train_config(
 
 
 def tf_linear():
-    import kvasir_tf  # noqa: F401
     import tensorflow as tf
     inp = tf.keras.Input((4, 4, 3))
     return tf.keras.Model(inp, tf.keras.layers.Dense(2, activation="softmax")(tf.keras.layers.Flatten()(inp)))

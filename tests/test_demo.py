@@ -60,7 +60,7 @@ def test_quick_demo_trains_converts_and_reports(tiny_demo, capsys):
         assert f"{label} {format_ci(p)} ({p['n']} images)" in sal, sal
     # report.html opens with what it is, the question and the headline, then the full tables
     from html import escape
-    from kvasir_tf.explain.html import COMPARISON_TITLE
+    from kvasir_tf.compare.html import COMPARISON_TITLE
     page = (tiny_demo / "runs/demo/report.html").read_text()
     marks = [f"<title>{escape(COMPARISON_TITLE)}</title>", f"<h1>{escape(COMPARISON_TITLE)}</h1>",
              escape(screen["question"]), f"<td>{escape(screen['rows'][-1][1])}</td>", escape(screen["verdict"]),

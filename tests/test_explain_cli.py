@@ -171,7 +171,7 @@ def test_mask_of_another_size(run, capsys, tmp_path):
 
 
 def test_compare_hook_prints_the_summary_and_writes_report_html(run, tmp_path):
-    from kvasir_tf.explain.hook import saliency_summary
+    from kvasir_tf.compare.saliency import saliency_summary
     folder = tmp_path / "cmp"
     shutil.copytree(run, folder)
     text = saliency_summary(folder, limit=2)

@@ -229,7 +229,7 @@ def test_alpha_log_files(finetuned):
 def test_comparison_alpha_section(finetuned, tmp_path):
     """The comparison's PACT section: distributions from the run's own alpha log, the int8 step
     alpha/255 and the clipped share of every layer, appended to comparison.md."""
-    from kvasir_tf import alpha_report
+    from kvasir_tf.compare import alpha_section as alpha_report
     _, run = finetuned
     md = tmp_path / "comparison.md"
     md.write_text("# comparison\n\nthe table\n")

@@ -6,7 +6,9 @@ import re
 import numpy as np
 import pytest
 
-from kvasir_tf import report, rows as R, stats
+from kvasir_tf import stats
+from kvasir_tf.compare import report
+from kvasir_tf.compare import rows as R
 from kvasir_tf.errors import KvasirError
 
 N = 60
@@ -173,9 +175,9 @@ def test_plots_written_as_png(tmp_path):
 
 
 def test_one_registry_of_rows_and_pairs_name_only_its_rows():
-    """Every row is defined once in kvasir_tf.rows; pairs are built from its objects, an unknown
+    """Every row is defined once in kvasir_tf.compare.rows; pairs are built from its objects, an unknown
     name is an error, and the comparison, report, saliency study and demo all use it."""
-    from kvasir_tf import compare, demo
+    from kvasir_tf import demo
     from kvasir_tf.explain import study
     assert R.get("sgt-pact-qat-int8") is R.SGT_PACT_QAT_INT8
     assert R.SGT_PACT_QAT_INT8.artifact == "tflite" and R.SGT_KERAS.artifact == "keras"
@@ -185,7 +187,7 @@ def test_one_registry_of_rows_and_pairs_name_only_its_rows():
     with pytest.raises(KvasirError, match="unknown comparison row 'qat-int4'"):
         R.pair("qat-keras", "qat-int4", "typo")
     assert R.pair("qat-keras", "qat-int8", "x") == R.Pair(R.QAT_KERAS, R.QAT_INT8, "x")
-    assert compare.VARIANTS is R.ROWS and len({r.name for r in R.ROWS}) == len(R.ROWS) == 16
+    assert len({r.name for r in R.ROWS}) == len(R.ROWS) == 16
     for p in (*report.PAIRS, *study.PAIRS):
         assert R.BY_NAME[p.a.name] is p.a and R.BY_NAME[p.b.name] is p.b
     assert set(demo.QUICK_MODELS) | set(demo.DEMO_SKIPPED) <= set(R.BY_NAME)

@@ -12,8 +12,9 @@ the renderer (``kvasir_tf/data/synthetic_render.py``) or the demo's settings (``
 import argparse
 import sys
 
-from kvasir_tf import compare, demo, report
-from kvasir_tf import rows as R
+from kvasir_tf import compare, demo
+from kvasir_tf.compare import report
+from kvasir_tf.compare import rows as R
 from kvasir_tf.config import DEMO_DATA_DIR
 from kvasir_tf.errors import cli
 

@@ -24,10 +24,12 @@ def grid_name(method: str) -> str:
     return f"grid_{method.replace('++', 'pp')}.png"
 
 
-def explain(folder, out_dir=None, config=None, progress=True, html_path=None) -> dict:
-    """Run the study and write every output; returns {"results", "files", "study"}.
-    ``html_path``: where report.html goes (default OUT/report.html)."""
-    from kvasir_tf.explain import figures, html, summary
+def explain(folder, out_dir=None, config=None, progress=True, html=True) -> dict:
+    """Run the study and write every output; returns {"results", "files", "study", "figures"}
+    (``figures``: {title: png path}). ``html`` False: no report.html (a caller assembles its own
+    from the results, as the comparison does)."""
+    from kvasir_tf.explain import figures, summary
+    from kvasir_tf.explain import html as html_report
     from kvasir_tf.explain.study import StudyConfig, run_study
     config = config or StudyConfig()
     folder = Path(folder)
@@ -40,8 +42,9 @@ def explain(folder, out_dir=None, config=None, progress=True, html_path=None) ->
     pngs["mean deletion and insertion curves"] = figures.faithfulness_plot(study, out / CURVES_NAME)
     pngs = {t: p for t, p in pngs.items() if p is not None}
     files["figures"] = list(pngs.values())
-    files["html"] = html.write_report(study.results, pngs, html_path or out / html.REPORT_NAME, folder=folder)
-    return {"results": study.results, "files": files, "study": study}
+    if html:
+        files["html"] = html_report.write_report(study.results, pngs, out / html_report.REPORT_NAME)
+    return {"results": study.results, "files": files, "study": study, "figures": pngs}
 
 
 def _names(text):

@@ -1,9 +1,9 @@
 """What to explain: the models of a run or comparison folder, the images, and their lesion masks.
 
 A run directory (``runs/NAME``) gives its Keras model (``keras``) and the .tflite files in its
-``export/`` (named by mode: ``int8``, ``float``...). A comparison folder (``kvasir-compare --out``)
-gives ``<mode>-keras`` for every ``runs/<mode>`` and ``<variant>`` for every ``models/<variant>.tflite``,
-the names of the comparison table. Images: the run's test split (masks from the dataset's
+``export/`` (named by mode: ``int8``, ``float``...). A comparison folder (``kvasir-compare --out``,
+read through :mod:`kvasir_tf.compare.layout`) gives every run's Keras row and every converted row,
+by the names of the comparison table. Images: the run's test split (masks from the dataset's
 ``_masks/``), or Kvasir-SEG frames with their expert masks (``--seg-dir``), restricted to the
 source images of the test split when the run was trained on the Kvasir-SEG patch dataset.
 """
@@ -15,11 +15,10 @@ from pathlib import Path
 import numpy as np
 
 from kvasir_tf import rundir
+from kvasir_tf.compare import layout
 from kvasir_tf.data.imageio import read_rgb
 from kvasir_tf.errors import KvasirError
-from kvasir_tf.rows import KERAS_SUFFIX
 
-RUNS_DIRNAME, MODELS_DIRNAME = "runs", "models"   # kvasir_tf.compare's output layout
 RUN_KERAS = "keras"                               # a run folder's own Keras model
 # Defaults when --models is not given: every Keras model and every int8 .tflite (the float,
 # fp16 and dynamic-range files explain like their Keras model and only add time).
@@ -50,10 +49,6 @@ class ImageSet:
         return any(m is not None and m.any() for m in self.masks)
 
 
-def _is_comparison(folder: Path) -> bool:
-    return (folder / RUNS_DIRNAME).is_dir() or (folder / MODELS_DIRNAME).is_dir()
-
-
 def find_models(folder) -> dict:
     """{name: ModelRef} of a run or comparison folder, in a stable order."""
     folder = Path(folder)
@@ -67,16 +62,16 @@ def find_models(folder) -> dict:
         for p in sorted((folder / rundir.EXPORT_DIR).glob("*.tflite")):
             name = p.stem.removeprefix("model_")
             found[name] = ModelRef(name, p, "tflite")
-    elif _is_comparison(folder):
-        for run in sorted((folder / RUNS_DIRNAME).glob("*")):
+    elif layout.is_comparison(folder):
+        for run in layout.runs(folder):
             if rundir.checkpoint_path(run).is_file():
-                name = run.name + KERAS_SUFFIX      # the comparison row's name
+                name = layout.keras_row(run.name)      # the comparison row's name
                 found[name] = ModelRef(name, rundir.checkpoint_path(run), "keras")
-        for p in sorted((folder / MODELS_DIRNAME).glob("*.tflite")):
-            found[p.stem] = ModelRef(p.stem, p, "tflite")
+        for name, p in layout.tflite_models(folder).items():
+            found[name] = ModelRef(name, p, "tflite")
     if not found:
         raise KvasirError(f"{folder} holds no model: expected {rundir.CKPT_DIR}/{rundir.BEST} (a run) or "
-                          f"{RUNS_DIRNAME}/*/ and {MODELS_DIRNAME}/*.tflite (a comparison folder)")
+                          f"{layout.describe()}")
     return found
 
 
@@ -95,7 +90,7 @@ def split_run(folder) -> Path:
     folder = Path(folder)
     if rundir.is_run_dir(folder):
         return folder
-    runs = [r for r in sorted((folder / RUNS_DIRNAME).glob("*")) if rundir.is_run_dir(r)]
+    runs = [r for r in layout.runs(folder) if rundir.is_run_dir(r)]
     for preferred in ("float", "sgt"):
         runs.sort(key=lambda r: r.name != preferred)
     if not runs:

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import numpy as np
 
-from kvasir_tf import rows as R
+from kvasir_tf.compare import rows as R
 from kvasir_tf.errors import KvasirError
 from kvasir_tf.explain import gradients, metrics, perturbation, sources
 
@@ -161,7 +161,7 @@ def _explain_model(study: Study, name, model, bar):
 
 def pairs_of(models) -> list:
     """(a, b, label) of every pair whose two models are here; a pair of comparison rows can only
-    name rows that exist (:mod:`kvasir_tf.rows`), so a missing one means "not chosen"."""
+    name rows that exist (:mod:`kvasir_tf.compare.rows`), so a missing one means "not chosen"."""
     pairs = [(p.a.name, p.b.name, p.why) for p in PAIRS] + list(RUN_PAIRS)
     return [(a, b, label) for a, b, label in pairs if a in models and b in models]
 

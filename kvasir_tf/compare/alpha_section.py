@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 
 from kvasir_tf import rundir
+from kvasir_tf.compare import layout
 from kvasir_tf.pact import DEPLOY_BITS
 
-ALPHAS_JSON = "alphas.json"
 SECTION_TITLE = "## PACT clipping levels (alpha)"
 
 
@@ -100,7 +100,7 @@ def write_alpha_report(out_dir, rows: dict, markdown_path=None) -> Path | None:
     if not runs:
         return None
     summaries = {name: run_alphas(run) for name, run in runs.items()}
-    path = Path(out_dir) / ALPHAS_JSON
+    path = Path(out_dir) / layout.ALPHAS_JSON
     rundir.write_json_atomic(path, summaries)
     if markdown_path is not None and Path(markdown_path).is_file():
         text = Path(markdown_path).read_text()

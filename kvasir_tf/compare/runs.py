@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 from kvasir_tf import rundir
+from kvasir_tf.compare import layout
 from kvasir_tf.config import TrainConfig
 from kvasir_tf.errors import KvasirError
 
@@ -37,7 +38,7 @@ def run_configs(out_dir, modes, base: TrainConfig, *, qat=None, recipe="finetune
         needed |= {starts[m] for m in modes if m in starts}
     configs = {}
     for name in (m for m in RUN_ORDER if m in needed):
-        run_dir = Path(out_dir) / "runs" / name
+        run_dir = layout.run_dir(out_dir, name)
         cfg = dataclasses.replace(base, mode=CONTROL_FROM.get(name, name), out=str(run_dir))
         start = FINETUNE_FROM.get(name) or CONTROL_FROM.get(name)
         if recipe == "finetune" and start:
@@ -154,11 +155,12 @@ def train_cost(config: TrainConfig) -> float:
     return config.epochs * (GUIDED_COST if spec.guided else 1.0) * (QAT_COST if spec.qat else 1.0)
 
 
-def train_runs(configs: dict, *, retrain=False, stages=None, jobs=1, log_dir=None) -> dict:
+def train_runs(configs: dict, *, retrain=False, stages=None, jobs=1, out_dir=None) -> dict:
     """Run directory per training mode, training only what is missing or --retrain.
 
     ``jobs`` > 1 trains up to that many runs at once, each in its own process (a run starts once
-    the run it fine-tunes has finished), with its output in ``log_dir/NAME.log``: on a CPU a
+    the run it fine-tunes has finished), with its output in the comparison folder ``out_dir``'s
+    log of the run (:func:`kvasir_tf.compare.layout.log_path`): on a CPU a
     small model's training keeps about one core busy, so two runs side by side nearly halve the
     time on two cores. Results do not depend on ``jobs`` (each run is seeded and deterministic).
     """
@@ -172,7 +174,7 @@ def train_runs(configs: dict, *, retrain=False, stages=None, jobs=1, log_dir=Non
                 shutil.rmtree(run_dir)
             todo[mode] = config
     if int(jobs) > 1 and len(todo) > 1:
-        _train_side_by_side(todo, configs, int(jobs), Path(log_dir or "."), stages)
+        _train_side_by_side(todo, configs, int(jobs), Path(out_dir or "."), stages)
     else:
         from kvasir_tf import train as train_lib
         for mode, config in todo.items():
@@ -227,11 +229,10 @@ def ready_runs(pending, todo: dict, configs: dict, finished) -> list:
     return sorted(ready, key=lambda m: -train_cost(todo[m]))
 
 
-def _train_side_by_side(todo: dict, configs: dict, jobs: int, log_dir: Path, stages=None):
+def _train_side_by_side(todo: dict, configs: dict, jobs: int, out_dir: Path, stages=None):
     """Train ``todo`` in up to ``jobs`` processes, each run after the run it starts from."""
     import multiprocessing
     from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-    log_dir.mkdir(parents=True, exist_ok=True)
     pending, running, finished = list(todo), {}, set()
     pool = ProcessPoolExecutor(jobs, mp_context=multiprocessing.get_context("spawn"))
     try:
@@ -240,7 +241,8 @@ def _train_side_by_side(todo: dict, configs: dict, jobs: int, log_dir: Path, sta
                 if len(running) >= jobs:
                     break
                 pending.remove(mode)
-                log = log_dir / f"{mode}.log"
+                log = layout.log_path(out_dir, mode)
+                log.parent.mkdir(parents=True, exist_ok=True)
                 _announce(mode, todo[mode], stages, log)
                 running[pool.submit(_train_in_worker, todo[mode], str(log))] = mode
             done, _ = wait(running, return_when=FIRST_COMPLETED)
@@ -252,7 +254,7 @@ def _train_side_by_side(todo: dict, configs: dict, jobs: int, log_dir: Path, sta
                     if running:
                         print(f"[compare] training {mode} failed; waiting for {', '.join(running.values())} "
                               "to finish (Ctrl-C stops them)", flush=True)
-                    raise KvasirError(f"training {mode} failed: {exc} (full output: {log_dir / mode}.log)") from None
+                    raise KvasirError(f"training {mode} failed: {exc} (full output: {layout.log_path(out_dir, mode)})") from None
                 seconds = stages.finish(f"train {mode}") if stages else None
                 finished.add(mode)
                 print(f"[compare] trained {mode}" + (f" in {_minutes(seconds)}" if seconds else ""), flush=True)

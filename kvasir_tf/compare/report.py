@@ -2,15 +2,17 @@
 repeats over seeds, JSON and the two plots.
 
 Every accuracy, sensitivity, specificity and agreement figure is printed with its 95 % interval
-when the row carries one (``row["ci"]``, filled in by :mod:`kvasir_tf.stats` via compare).
+when the row carries one (``row["ci"]``, filled in by :mod:`kvasir_tf.stats` via
+:mod:`kvasir_tf.compare.comparison`).
 """
 from __future__ import annotations
 
 import json
 from pathlib import Path
 
-from kvasir_tf import rows as R
 from kvasir_tf import stats
+from kvasir_tf.compare import layout
+from kvasir_tf.compare import rows as R
 
 # The paper's Table I: our quantized model against the float SGT model it starts from.
 TABLE1_ROWS = (R.SGT_KERAS.name, R.SGT_PACT_QAT_INT8.name)
@@ -319,7 +321,7 @@ def write_reports(rows: dict, out_dir, *, title="kvasir_tf comparison", context=
     out.mkdir(parents=True, exist_ok=True)
     heads, tests = headline(rows), paired_tests(rows)
     summary = seed_summary(repeats) if repeats and len(repeats) > 1 else None
-    md_path = out / "comparison.md"
+    md_path = out / layout.MARKDOWN
     screen = first_screen(rows, tests)
     md_path.write_text(_markdown(rows, title, context, heads, tests, summary,
                                  len(repeats) if repeats else 1, screen))
@@ -329,10 +331,10 @@ def write_reports(rows: dict, out_dir, *, title="kvasir_tf comparison", context=
            "paper_table1": {"dataset": PAPER_DATASET, "rows": list(PAPER_TABLE1), "note": PAPER_NOTE}}
     if summary:
         doc["seeds"] = summary
-    json_path = out / "comparison.json"
+    json_path = out / layout.JSON
     json_path.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    plots = [_plot(rows, "size_kb", "file size (KB)", out / "accuracy_vs_size.png"),
-             _plot(rows, "latency_1t_ms", "host latency, 1 thread (ms)", out / "accuracy_vs_latency.png")]
+    plots = [_plot(rows, "size_kb", "file size (KB)", out / layout.ACCURACY_VS_SIZE),
+             _plot(rows, "latency_1t_ms", "host latency, 1 thread (ms)", out / layout.ACCURACY_VS_LATENCY)]
     return {"markdown": md_path, "json": json_path, "plots": [p for p in plots if p]}
 
 

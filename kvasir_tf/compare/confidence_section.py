@@ -11,13 +11,10 @@ from pathlib import Path
 
 import numpy as np
 
-from kvasir_tf import confidence, rows, rundir
+from kvasir_tf import confidence, rundir
+from kvasir_tf.compare import layout, rows
 
 SECTION_TITLE = "## Confidence: calibration and selective prediction"
-CONFIDENCE_JSON = "confidence.json"
-RELIABILITY_PREFIX = "reliability_"
-RISK_COVERAGE_PNG = "risk_coverage.png"
-OVERLAY_PNG = f"{RELIABILITY_PREFIX}float_vs_int8.png"
 # b - a on the same images; pairs whose rows the comparison has.
 PAIRS = (
     rows.pair(rows.FLOAT_KERAS, rows.PTQ_INT8, "PTQ int8 vs its float model"),
@@ -212,13 +209,13 @@ def write_confidence_report(out_dir, table_rows: dict, markdown_path=None) -> di
         return None
     out = Path(out_dir)
     tests = paired(rows_c, next(iter(rows_c.values())).get("test_groups"))
-    plots = [reliability_figure(n, r, out / f"{RELIABILITY_PREFIX}{n}.png") for n, r in rows_c.items()]
+    plots = [reliability_figure(n, r, layout.reliability_png(out, n)) for n, r in rows_c.items()]
     pair = next((p for p in OVERLAY if p.present_in(rows_c)), None)
     if pair:
-        plots.append(overlay_figure(rows_c[pair.a.name], rows_c[pair.b.name], out / OVERLAY_PNG))
-    plots.append(risk_coverage_figure(rows_c, out / RISK_COVERAGE_PNG))
+        plots.append(overlay_figure(rows_c[pair.a.name], rows_c[pair.b.name], out / layout.RELIABILITY_OVERLAY))
+    plots.append(risk_coverage_figure(rows_c, out / layout.RISK_COVERAGE))
     doc = {"rows": {n: r["confidence"] for n, r in rows_c.items()}, "paired": tests}
-    path = out / CONFIDENCE_JSON
+    path = out / layout.CONFIDENCE_JSON
     rundir.write_json_atomic(path, doc)
     if markdown_path is not None and Path(markdown_path).is_file():
         text = Path(markdown_path).read_text()

@@ -13,9 +13,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kvasir_tf.compare.layout import keras_row
 from kvasir_tf.errors import KvasirError
-
-KERAS_SUFFIX = "-keras"        # the Keras row of a training mode: "<mode>-keras"
 
 
 @dataclass(frozen=True)
@@ -35,7 +34,7 @@ class Row:
 
 
 def _keras(train_mode: str, label: str) -> Row:
-    return Row(train_mode + KERAS_SUFFIX, train_mode, None, label)
+    return Row(keras_row(train_mode), train_mode, None, label)
 
 
 FLOAT_KERAS = _keras("float", "float (Keras)")
@@ -84,7 +83,7 @@ def select(names) -> list:
 
 def keras_row_of(train_mode: str) -> Row | None:
     """The Keras row of a training mode (the model its .tflite rows were converted from)."""
-    return BY_NAME.get(train_mode + KERAS_SUFFIX)
+    return BY_NAME.get(keras_row(train_mode))
 
 
 @dataclass(frozen=True)

@@ -2,18 +2,18 @@
 
 Trains (or reuses) one run per training mode, converts each to the artifacts a user would
 deploy, evaluates every artifact on the same test images (the first run's split manifest),
-times the .tflite files on this host and writes ``comparison.md``/``.json`` and two plots.
+times the .tflite files on this host, then has :mod:`~kvasir_tf.compare.report` and the PACT and
+confidence sections write the report (file names: :mod:`~kvasir_tf.compare.layout`).
 
 Which runs are trained (the finetune and scratch recipes, the equal-budget control rows)
-is :mod:`kvasir_tf.compare_runs`; the intervals and paired tests are :mod:`kvasir_tf.stats`.
+is :mod:`kvasir_tf.compare.runs`; the intervals and paired tests are :mod:`kvasir_tf.stats`.
 
 ``seeds=N`` repeats everything with seeds ``seed .. seed+N-1`` (each its own split and training;
-the first in ``out_dir``, the others in ``out_dir/seed-S``) and reports mean and standard
+the first in ``out_dir``, the others in their seed folder) and reports mean and standard
 deviation per row beside the first seed's tables.
 """
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import subprocess
 import sys
@@ -22,19 +22,15 @@ from pathlib import Path
 
 import numpy as np
 
-import kvasir_tf
-from kvasir_tf import report, rundir
-from kvasir_tf import rows as rows_lib
-from kvasir_tf.rows import ROWS, Row
-from kvasir_tf.config import TrainConfig, add_train_args, base_config, given_settings
-from kvasir_tf.errors import KvasirError, cli
-from kvasir_tf.compare_runs import (CONTROL_FROM, CONVERT_SECONDS, MEASURE_SECONDS, RECIPES, Stages,
-                                    budget_note, run_configs, train_cost, train_runs)
+from kvasir_tf import rundir
+from kvasir_tf.compare import layout, report
+from kvasir_tf.compare import rows as rows_lib
+from kvasir_tf.compare.rows import ROWS
+from kvasir_tf.compare.runs import (CONTROL_FROM, CONVERT_SECONDS, MEASURE_SECONDS, Stages, budget_note,
+                                    run_configs, train_cost, train_runs)
+from kvasir_tf.config import TrainConfig
+from kvasir_tf.errors import KvasirError
 
-
-# The rows themselves live in kvasir_tf.rows; these names stay for callers of this module.
-Variant = Row
-VARIANTS = ROWS
 REFERENCE = rows_lib.REFERENCE.name     # "agreement" column: % same top-1 as this row
 LATENCY_THREADS = (1, 2)
 LATENCY_RUNS = 50
@@ -78,19 +74,19 @@ def _progress(total, desc):
 
 
 # ----------------------------------------------------------------------------- artifacts
-def convert_variants(runs: dict, variants, models_dir, *, num_calibration=None, force=False) -> dict:
-    """Artifact path per variant: the best Keras checkpoint, or a verified .tflite."""
+def convert_variants(runs: dict, variants, out_dir, *, num_calibration=None, force=False) -> dict:
+    """Artifact path per variant: the best Keras checkpoint, or a verified .tflite in the
+    comparison folder ``out_dir``."""
     from kvasir_tf.artifact import read_sidecar, sha256_file
     from kvasir_tf.convert import convert
-    models_dir = Path(models_dir)
-    models_dir.mkdir(parents=True, exist_ok=True)
     paths = {}
     for v in variants:
         run_dir = runs[v.train_mode]
         if v.convert_mode is None:
             paths[v.name] = rundir.checkpoint_path(run_dir)
             continue
-        out = models_dir / f"{v.name}.tflite"
+        out = layout.model_path(out_dir, v.name)
+        out.parent.mkdir(parents=True, exist_ok=True)
         side = read_sidecar(out) if out.is_file() else None
         if (not force and side is not None and side.get("sha256") == sha256_file(out)
                 and Path(side.get("source", "")).resolve() == run_dir.resolve()):
@@ -216,7 +212,7 @@ class ComparisonPlan:
     names (None = all for the recipe); ``seeds``: repeats with seeds base.seed .. base.seed +
     seeds - 1 (latency and memory are measured on the first only: they do not depend on the
     seed); ``jobs``: runs trained at once, each in its own process
-    (:func:`kvasir_tf.compare_runs.train_runs`); ``device_logs``: {row: recorded log}.
+    (:func:`kvasir_tf.compare.runs.train_runs`); ``device_logs``: {row: recorded log}.
     """
 
     qat: dict | None = None
@@ -256,21 +252,22 @@ def run_comparison(out_dir, base: TrainConfig, plan: ComparisonPlan | None = Non
         seed = base.seed + i
         if seeds > 1:
             print(f"[compare] seed {seed} ({i + 1} of {seeds})", flush=True)
-        rows, context = _one_seed(out_dir if i == 0 else out_dir / f"seed-{seed}",
+        rows, context = _one_seed(out_dir if i == 0 else layout.seed_dir(out_dir, seed),
                                   dataclasses.replace(base, seed=seed), variants, plan,
                                   timed=i == 0)
         if i > 0:   # each repeat's own full report, beside its runs
-            report.write_reports(rows, out_dir / f"seed-{seed}", context=context)
+            report.write_reports(rows, layout.seed_dir(out_dir, seed), context=context)
         repeats.append(rows)
         contexts.append(context)
     rows, context = repeats[0], contexts[0]
     merge_device_logs(rows, plan.device_logs)
     if seeds > 1:
-        context["seeds"] = f"{base.seed}..{base.seed + seeds - 1} (other seeds in seed-S/)"
+        context["seeds"] = (f"{base.seed}..{base.seed + seeds - 1} "
+                            f"(other seeds in {layout.SEED_DIR.format('S')}/)")
     files = report.write_reports(rows, out_dir, context=context, repeats=repeats)
-    from kvasir_tf.alpha_report import write_alpha_report  # the PACT section (issue 13)
+    from kvasir_tf.compare.alpha_section import write_alpha_report
     files["alphas"] = write_alpha_report(out_dir, rows, files.get("markdown"))
-    from kvasir_tf.confidence_report import write_confidence_report
+    from kvasir_tf.compare.confidence_section import write_confidence_report
     files["confidence"] = write_confidence_report(out_dir, rows, files.get("markdown"))
     return {"rows": rows, "headline": report.headline(rows), "files": files, "repeats": repeats}
 
@@ -286,9 +283,9 @@ def _one_seed(out_dir, base: TrainConfig, variants, plan: ComparisonPlan, *, tim
                       else train_cost(c), None) for m, c in configs.items()]
                     + [("convert", n_tflite, CONVERT_SECONDS), ("measure", len(variants), MEASURE_SECONDS)],
                     parallel=jobs)
-    runs = train_runs(configs, retrain=plan.retrain, stages=stages, jobs=jobs, log_dir=out_dir / "logs")
+    runs = train_runs(configs, retrain=plan.retrain, stages=stages, jobs=jobs, out_dir=out_dir)
     stages.start("convert")
-    paths = convert_variants(runs, variants, out_dir / "models", num_calibration=plan.num_calibration,
+    paths = convert_variants(runs, variants, out_dir, num_calibration=plan.num_calibration,
                              force=plan.force_convert)
     stages.finish()
     first = runs[variants[0].train_mode]
@@ -304,74 +301,3 @@ def _one_seed(out_dir, base: TrainConfig, variants, plan: ComparisonPlan, *, tim
                "intervals resampled over": next(iter(rows.values()))["ci_resampled"],
                "training budget": budget_note(configs, plan.recipe)}
     return rows, context
-
-
-# ----------------------------------------------------------------------------- CLI
-def parser(prog="kvasir-compare") -> argparse.ArgumentParser:
-    ap = argparse.ArgumentParser(prog=prog, description="Compare float, SGT, PTQ int8, TF-MOT QAT int8, "
-                                 "PACT-QAT int8 and SGT-PACT-QAT int8 side by side on one test split.")
-    ap.add_argument("--out", default="runs/compare", help="output folder: runs/, models/, reports "
-                                                          "(default runs/compare)")
-    add_train_args(ap, run_flags=False)
-    ap.add_argument("--qat-epochs", type=int, help="epochs of the QAT fine-tuning runs (default --epochs)")
-    ap.add_argument("--qat-lr", type=float, help="learning rate of the QAT fine-tuning runs (default --lr)")
-    ap.add_argument("--recipe", choices=RECIPES, default="finetune",
-                    help="finetune: QAT runs start from the float/SGT run, with equal-budget control "
-                         "rows; scratch: every row in one stage from random initialisation, as the "
-                         "paper's Algorithm 2 (default finetune)")
-    ap.add_argument("--seeds", type=int, default=1,
-                    help="repeat with N split and training seeds (--seed .. --seed+N-1) and report "
-                         "mean and standard deviation per row; N times the training (default 1)")
-    ap.add_argument("--jobs", type=int, default=1,
-                    help="train up to N runs at once, each in its own process with its output in "
-                         "OUT/logs/RUN.log; 2 on a 2-core CPU nearly halves the training time, keep 1 "
-                         "on one GPU (default 1)")
-    ap.add_argument("--models", help="comma-separated rows to produce (default all): "
-                    + ", ".join(v.name for v in VARIANTS))
-    ap.add_argument("--retrain", action="store_true", help="train again even where a finished run exists")
-    ap.add_argument("--force", action="store_true", help="convert again even where a .tflite exists")
-    ap.add_argument("--num-calibration", type=int, help="PTQ calibration images (default: the converter's)")
-    ap.add_argument("--latency-runs", type=int, default=LATENCY_RUNS,
-                    help=f"timed invokes per model and thread count (default {LATENCY_RUNS})")
-    ap.add_argument("--device-log", action="append", default=[], metavar="ROW=LOG",
-                    help="on-device figures for a row: firmware serial capture or benchmark_model output")
-    kvasir_tf.add_verbose_flag(ap)
-    return ap
-
-
-def qat_overrides(epochs=None, lr=None) -> dict:
-    return {k: v for k, v in (("epochs", epochs), ("lr", lr)) if v is not None}
-
-
-@cli
-def main(argv=None, prog="kvasir-compare") -> int:
-    args = parser(prog).parse_args(argv)
-    if args.jobs < 1:
-        raise KvasirError(f"--jobs {args.jobs}: use at least 1")
-    if args.latency_runs < 50:
-        raise KvasirError(f"--latency-runs {args.latency_runs}: use at least 50 for a stable median/p90")
-    given = given_settings(args)
-    if not given.get("demo") and not given.get("data_dir"):
-        raise KvasirError("pass --data-dir DIR (Kvasir v2 or any class-per-folder dataset) or --demo")
-    logs = {}
-    for item in args.device_log:
-        row, sep, path = item.partition("=")
-        if not sep or not Path(path).is_file():
-            raise KvasirError(f"--device-log {item!r}: use ROW=PATH with an existing log file")
-        logs[row] = path
-    result = run_comparison(args.out, base_config(given), ComparisonPlan(
-        qat=qat_overrides(args.qat_epochs, args.qat_lr),
-        variants=tuple(args.models.split(",")) if args.models else None, recipe=args.recipe,
-        seeds=args.seeds, retrain=args.retrain, force_convert=args.force,
-        num_calibration=args.num_calibration, latency_runs=args.latency_runs, device_logs=logs,
-        jobs=args.jobs))
-    print("\n".join(report.screen_lines(report.read_screen(result["files"]["json"]))))
-    for f in written(result["files"]):
-        print(f"wrote {f}")
-    from kvasir_tf.explain.hook import saliency_summary
-    print(saliency_summary(args.out))
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(main())
