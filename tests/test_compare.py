@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from kvasir_tf import compare, rundir
-from kvasir_tf.compare import layout, report
+from kvasir_tf.compare import comparison, layout, report
+from kvasir_tf.compare import runs as compare_runs
 from kvasir_tf.config import TrainConfig, base_config
 from kvasir_tf.errors import KvasirError
 
@@ -31,7 +32,7 @@ def _rows():
         "qat-keras": _row("qat-keras", "qat", "keras", 0.75, [0, 1, 2, 3, 0, 1, 2, 0, 0, 1]),
         "qat-int8": _row("qat-int8", "qat", "int8", 0.74, [0, 1, 2, 3, 0, 1, 2, 0, 0, 2], 105.0, 3.5),
     }
-    compare._agreement(rows)
+    comparison._agreement(rows)
     return rows
 
 
@@ -101,7 +102,7 @@ def test_control_runs_have_the_qat_runs_budget(tmp_path):
         assert c.init_from == q.init_from == cfgs[mode].out
         assert (c.epochs, c.lr) == (q.epochs, q.lr) == (6, 5e-4)
         assert c.out.endswith(f"runs/{control}") and cfgs[mode].epochs == 15
-    note = compare.budget_note(cfgs, "finetune")
+    note = compare_runs.budget_note(cfgs, "finetune")
     assert "float-ft: 21 epochs (15 + 6 at lr 0.0005 from float)" in note
     assert "qat: 21 epochs" in note and "sgt: 15 epochs at lr 0.001" in note
     assert "compare a QAT row with its control" in note
@@ -109,8 +110,8 @@ def test_control_runs_have_the_qat_runs_budget(tmp_path):
     scratch = compare.run_configs(tmp_path, ["qat", "sgt-pact-qat"], base, qat=qat, recipe="scratch")
     assert list(scratch) == ["qat", "sgt-pact-qat"]
     assert all(c.init_from is None and c.epochs == 15 for c in scratch.values())
-    assert "equal" in compare.budget_note(scratch, "scratch")
-    assert not [v for v in compare.select_variants(None, "scratch") if v.train_mode in compare.CONTROL_FROM]
+    assert "equal" in compare_runs.budget_note(scratch, "scratch")
+    assert not [v for v in compare.select_variants(None, "scratch") if v.train_mode in compare_runs.CONTROL_FROM]
     assert {"float-ft-keras", "sgt-ft-keras"} <= {v.name for v in compare.select_variants()}
     with pytest.raises(KvasirError, match="only in --recipe finetune"):
         compare.run_configs(tmp_path, ["float-ft"], base, recipe="scratch")
@@ -279,7 +280,6 @@ def test_a_run_failing_in_its_worker_is_a_one_line_error_naming_its_log(tmp_path
 
 
 def test_stage_estimate_learns_training_rate_and_uses_seconds_for_the_rest(monkeypatch, capsys):
-    from kvasir_tf.compare import runs as compare_runs
     clock = [0.0]
     monkeypatch.setattr(compare_runs.time, "monotonic", lambda: clock[0])
     st = compare_runs.Stages([("train a", 10, None), ("train b", 20, None), ("train c", 30, None),

@@ -15,7 +15,7 @@ from kvasir_tf.compare.runs import run_configs, train_runs
 def main(argv=None, prog="kvasir-compare") -> int:
     """``kvasir-compare`` (the console script's entry point)."""
     from kvasir_tf.compare.cli import main as cli_main
-    return cli_main(argv, prog)
+    return cli_main(argv, prog=prog)
 
 
 __all__ = ["ComparisonPlan", "convert_variants", "main", "measure", "merge_device_logs", "run_comparison",
