@@ -199,83 +199,59 @@ def test_new_run_refuses_to_overwrite(demo_run):
 
 
 # ----------------------------------------------------------------------------- kill -9 + resume
-_DIES_AFTER_EPOCH_2 = r"""
+_KILLED_TRAIN = r"""
 import os, signal, sys
 from kvasir_tf import callbacks, rundir, train
-original = rundir.write_json_atomic
+where, n = os.environ["KILL_AT"].split(":")
+n, save, write, saves = int(n), callbacks.save_model, rundir.write_json_atomic, []
 
-def write_then_die(path, data):
-    original(path, data)
-    if os.path.basename(path) == rundir.STATE and data["epochs_completed"] == 2:
-        os.kill(os.getpid(), signal.SIGKILL)   # the instant epoch 2's checkpoint is complete
+def dying_save(model, path):
+    saves.append(path)
+    save(model, path)
+    if where == "save" and len(saves) == n:   # the n-th model file is on disk under its temporary name
+        os.kill(os.getpid(), signal.SIGKILL)
 
-callbacks.rundir.write_json_atomic = write_then_die
+def dying_write(path, data):
+    write(path, data)
+    if where == "state" and os.path.basename(path) == rundir.STATE and data["epochs_completed"] == n:
+        os.kill(os.getpid(), signal.SIGKILL)   # the instant epoch n's checkpoint is complete
+
+callbacks.save_model, callbacks.rundir.write_json_atomic = dying_save, dying_write
 sys.exit(train.main(sys.argv[1:]))
 """
 
 
-def test_resume_after_sigkill_equals_uninterrupted(demo_run, tmp_path):
-    """SIGKILL right after epoch 2's checkpoint, --resume: identical weights, optimizer slots,
-    eps and history (every epoch's row once: the row is on disk before its checkpoint).
+def test_sigkill_anywhere_then_resume_equals_uninterrupted(demo_run, tmp_path):
+    """Killed while writing epoch 2's model file, resumed, killed again the instant epoch 3's
+    checkpoint is complete, resumed again: identical weights, optimizer slots, eps and history
+    (every epoch's row once: a row is on disk before its checkpoint, and a resume drops the rows
+    after the checkpoint it starts from).
 
     Tolerance 0: with op determinism, a fixed (seed, epoch) data order, re-seeded dropout
     and the same decoded-image cache, the resumed epochs run the same ops on the same bits.
     """
     data = demo_run.parent / "demo_data"
-    run = tmp_path / "b"
-    proc = subprocess.run([sys.executable, "-c", _DIES_AFTER_EPOCH_2, "--data-dir", str(data), "--epochs",
-                           str(EPOCHS), *TINY, "--out", str(run)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == -signal.SIGKILL, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert rundir.read_state(run)["epochs_completed"] == 2
-    res = subprocess.run([sys.executable, "-m", "kvasir_tf.train", "--resume", str(run)], cwd=tmp_path,
-                         capture_output=True, text=True)
+    run = tmp_path / "k"
+
+    def train(kill_at, *args):
+        command = [sys.executable, "-c", _KILLED_TRAIN] if kill_at else [sys.executable, "-m", "kvasir_tf.train"]
+        return subprocess.run([*command, *args], cwd=tmp_path, capture_output=True, text=True, timeout=900,
+                              env=dict(os.environ, KILL_AT=kill_at or ""))
+    first = train("save:2", "--data-dir", str(data), "--epochs", str(EPOCHS), *TINY, "--out", str(run))
+    assert first.returncode == -signal.SIGKILL, first.stdout[-2000:] + first.stderr[-2000:]
+    assert (run / "checkpoints" / ".tmp-last.keras").exists()          # killed mid-write
+    assert rundir.read_state(run)["epochs_completed"] == 1
+    second = train("state:3", "--resume", str(run))
+    assert second.returncode == -signal.SIGKILL, second.stdout[-2000:] + second.stderr[-2000:]
+    assert "after epoch 1" in second.stdout and rundir.read_state(run)["epochs_completed"] == 3
+    res = train(None, "--resume", str(run))
     assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    assert "resuming" in res.stdout
+    assert "resuming" in res.stdout and "after epoch 3" in res.stdout
     a = _ckpt_vars(demo_run / "checkpoints" / "resume" / f"ckpt-{EPOCHS}")
     b = _ckpt_vars(run / "checkpoints" / "resume" / f"ckpt-{EPOCHS}")
     assert a.keys() == b.keys() and len(a) > 100
     for name in a:
         np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    assert [r["epoch"] for r in _history(run)] == [str(e) for e in range(EPOCHS)]
-    assert [r["ce"] for r in _history(run)] == [r["ce"] for r in _history(demo_run)]
-
-
-_DYING_SAVE = r"""
-import os, signal, sys
-from kvasir_tf import callbacks, train
-original, calls = callbacks.save_model, []
-
-def dying_save(model, path):
-    calls.append(path)
-    original(model, path)
-    if len(calls) == 2:   # epoch 2's last.keras is on disk under its temporary name, not yet renamed
-        os.kill(os.getpid(), signal.SIGKILL)
-
-callbacks.save_model = dying_save
-sys.exit(train.main(sys.argv[1:]))
-"""
-
-
-def test_sigkill_while_writing_a_checkpoint_resumes_cleanly(demo_run, tmp_path):
-    data = demo_run.parent / "demo_data"
-    run = tmp_path / "k"
-    proc = subprocess.run([sys.executable, "-c", _DYING_SAVE, "--data-dir", str(data), "--epochs",
-                           str(EPOCHS), *TINY, "--out", str(run)], cwd=tmp_path, capture_output=True,
-                          text=True, timeout=900)
-    assert proc.returncode == -signal.SIGKILL, proc.stdout[-2000:] + proc.stderr[-2000:]
-    assert (run / "checkpoints" / ".tmp-last.keras").exists()          # killed mid-write
-    assert rundir.read_state(run)["epochs_completed"] == 1
-    res = subprocess.run([sys.executable, "-m", "kvasir_tf.train", "--resume", str(run)], cwd=tmp_path,
-                         capture_output=True, text=True, timeout=900)
-    assert res.returncode == 0, res.stdout[-2000:] + res.stderr[-2000:]
-    assert "resuming" in res.stdout and "after epoch 1" in res.stdout
-    a = _ckpt_vars(demo_run / "checkpoints" / "resume" / f"ckpt-{EPOCHS}")
-    b = _ckpt_vars(run / "checkpoints" / "resume" / f"ckpt-{EPOCHS}")
-    assert a.keys() == b.keys()
-    for name in a:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
-    # epoch 2's history row was written before its checkpoint; the resume dropped it and redid it
     assert [r["epoch"] for r in _history(run)] == [str(e) for e in range(EPOCHS)]
     assert [r["ce"] for r in _history(run)] == [r["ce"] for r in _history(demo_run)]
 
