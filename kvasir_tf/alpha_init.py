@@ -21,10 +21,9 @@ from kvasir_tf.config import ALPHA_INIT_PERCENTILE
 from kvasir_tf.errors import KvasirError
 from kvasir_tf.pact import ALPHA_MIN, PACT
 
-# TrainConfig.alpha_init_percentile. Measured (README, "PACT's clipping levels"): alphas started
+# The default percentile is config.ALPHA_INIT_PERCENTILE (TrainConfig.alpha_init_percentile). Measured (README, "PACT's clipping levels"): alphas started
 # at the 99th percentile stay there while training (the clip/L2 balance), from the 99.9th they
 # drift down towards it; equal accuracy, and a 1.6x finer int8 step.
-DEFAULT_PERCENTILE = ALPHA_INIT_PERCENTILE   # TrainConfig's (kvasir_tf.config)
 NUM_IMAGES = 256                # training images the statistics are taken over
 MAX_VALUES_PER_LAYER = 4_000_000  # more than this is subsampled uniformly (seeded)
 ALPHA_FLOOR = 10 * ALPHA_MIN    # a dead layer (percentile ~0) still starts with a usable range
@@ -89,14 +88,14 @@ def activation_samples(model, images, *, max_values=MAX_VALUES_PER_LAYER, seed=0
     return {n: np.concatenate(v) for n, v in kept.items()}
 
 
-def activation_percentiles(model, images, percentile=DEFAULT_PERCENTILE, **kw) -> dict:
+def activation_percentiles(model, images, percentile=ALPHA_INIT_PERCENTILE, **kw) -> dict:
     """{PACT layer name: ``percentile`` of its input values} (numpy's linear interpolation)."""
     if not 0 < float(percentile) <= 100:
         raise KvasirError(f"alpha init percentile must be in (0, 100], got {percentile!r}")
     return {n: float(np.percentile(v, percentile)) for n, v in activation_samples(model, images, **kw).items()}
 
 
-def init_alphas(model, images, percentile=DEFAULT_PERCENTILE, *, source=None, **kw) -> dict:
+def init_alphas(model, images, percentile=ALPHA_INIT_PERCENTILE, *, source=None, **kw) -> dict:
     """Set every PACT alpha of ``model`` to the ``percentile`` of its layer's input (at least
     ALPHA_FLOOR); returns {name: alpha}. The inputs are those of ``source`` -- the float model
     the weights came from, whose ReLU6 layers have the PACT layers' names -- or, without it, of

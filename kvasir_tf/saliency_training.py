@@ -35,7 +35,6 @@ from kvasir_tf.preprocessing import NEUTRAL_PIXEL, PIXEL_MAX, PIXEL_MIN
 from kvasir_tf.qat import pact_alphas, twice_differentiable
 
 # The settings' defaults, choices and rules are TrainConfig's (kvasir_tf.config).
-MASK_VALUES, SALIENCY_REDUCES, MASK_SCOPES = C.MASK_VALUES, C.SALIENCY_REDUCES, C.MASK_SCOPES
 KL_EPSILON = 1e-7
 class SaliencyGuidedModel(tf.keras.Model):
     """Trains ``model`` with saliency-guided masking; ``guided=False`` gives the plain step.
