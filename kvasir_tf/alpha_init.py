@@ -21,8 +21,8 @@ from kvasir_tf.config import ALPHA_INIT_PERCENTILE
 from kvasir_tf.errors import KvasirError
 from kvasir_tf.pact import ALPHA_MIN, PACT
 
-# The default percentile is config.ALPHA_INIT_PERCENTILE (TrainConfig.alpha_init_percentile). Measured (README, "PACT's clipping levels"): alphas started
-# at the 99th percentile stay there while training (the clip/L2 balance), from the 99.9th they
+# The default percentile is config.ALPHA_INIT_PERCENTILE (TrainConfig.alpha_init_percentile).
+# Measured (README, "PACT's clipping levels"): alphas started at the 99th percentile stay there while training (the clip/L2 balance), from the 99.9th they
 # drift down towards it; equal accuracy, and a 1.6x finer int8 step.
 NUM_IMAGES = 256                # training images the statistics are taken over
 MAX_VALUES_PER_LAYER = 4_000_000  # more than this is subsampled uniformly (seeded)
